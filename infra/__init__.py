@@ -1,0 +1,1 @@
+"""The local stack: Kafka brokers and ClickHouse started as real processes on loopback."""

@@ -1,0 +1,42 @@
+"""The `liveward` command line: one entry point for the stack, topics, workers, runs and benches."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from liveward.errors import LivewardError
+
+app = typer.Typer(
+    name="liveward",
+    help="Privacy and high availability for live video streams.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from liveward.commands import bench, run, schemas, stack, topics, worker
+
+    app.add_typer(stack.app, name="stack")
+    app.add_typer(topics.app, name="topics")
+    app.add_typer(schemas.app, name="schemas")
+    app.add_typer(bench.app, name="bench")
+    app.command("worker")(worker.worker)
+    app.command("run")(run.run)
+
+
+def main() -> None:
+    """Run the CLI; a LivewardError becomes a one-line message and exit code 2."""
+    _register()
+    try:
+        app()
+    except LivewardError as exc:
+        Console(stderr=True).print(f"[bold red]error[/] [{exc.reason}] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

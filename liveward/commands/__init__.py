@@ -1,0 +1,1 @@
+"""The `liveward` sub-commands, one module per command group."""

@@ -1,0 +1,95 @@
+"""The one settings object: built once at the edge of the program and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+class KafkaSettings(BaseModel):
+    """Where the Kafka brokers listen; node i uses `port + i * port_step`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = LOOPBACK
+    port: int = 9092
+    controller_port: int = 9093
+    port_step: int = 100
+    brokers: int = Field(default=1, ge=1, le=5)
+    heap_mb: int = 512
+    # Faust and the producers fail fast in tests when this is lowered.
+    session_timeout_ms: int = 10_000
+
+    def broker_port(self, node: int) -> int:
+        return self.port + node * self.port_step
+
+    def controller_port_of(self, node: int) -> int:
+        return self.controller_port + node * self.port_step
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{self.host}:{self.broker_port(n)}" for n in range(self.brokers))
+
+    @property
+    def replication_factor(self) -> int:
+        return 3 if self.brokers >= 3 else 1
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return 2 if self.brokers >= 3 else 1
+
+
+class ClickHouseSettings(BaseModel):
+    """Which ClickHouse backend the sinks write to, and where the server listens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: Literal["embedded", "server"] = "embedded"
+    host: str = LOOPBACK
+    native_port: int = 9000
+    http_port: int = 8123
+    interserver_port: int = 9009
+    database: str = "liveward"
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+    # The embedded (chdb) data path; one process may hold it at a time.
+    embedded_path: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from `LIVEWARD_*` environment variables (nested with `__`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIVEWARD_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    region: str = "eu-west"
+    regions: tuple[str, ...] = ("eu-west", "us-east")
+    state_dir: Path = Path(".state")
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "liveward")
+    # "local" runs the stack from infra/ as processes; "docker" uses testcontainers.
+    stack: Literal["local", "docker"] = "local"
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    dead_letter_topic: str = "liveward.dead-letter"
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.clickhouse.embedded_path or self.state_dir / "chdb"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

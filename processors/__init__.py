@@ -1,0 +1,1 @@
+"""The Faust app and its agents, with the pure decision functions they call."""

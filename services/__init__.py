@@ -1,0 +1,1 @@
+"""The HTTP/gRPC edges people and players talk to."""

@@ -1,0 +1,1 @@
+"""Where events come to rest: the ClickHouse sink (server and embedded backends)."""

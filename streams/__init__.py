@@ -1,0 +1,1 @@
+"""Kafka plumbing: topic catalog, Avro single-object codec, typed producers and consumers, dead letters."""
