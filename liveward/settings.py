@@ -79,7 +79,6 @@ class Settings(BaseSettings):
     stack: Literal["local", "docker"] = "local"
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
-    dead_letter_topic: str = "liveward.dead-letter"
 
     @property
     def chdb_path(self) -> Path:

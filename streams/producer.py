@@ -1,0 +1,159 @@
+"""The typed event producer: idempotent, acks=all, and a caller learns "accepted" only after Kafka confirms."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from liveward.settings import Settings
+from streams.catalog import CATALOG, TopicCatalog, TopicSpec
+from streams.codec import AvroCodec, AvroEvent, default_codec
+from streams.errors import DeliveryFailed, ProducerBackpressure
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The confluent-kafka settings every liveward producer shares."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+        "message.timeout.ms": 30_000,
+        "client.id": f"liveward-{settings.region}",
+    }
+    config.update(overrides)
+    return config
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Where Kafka stored a record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class _Pending:
+    """Counts outstanding deliveries of one `send_all` call and collects failures."""
+
+    def __init__(self, expected: int) -> None:
+        self.remaining = expected
+        self.delivered: list[Delivered | None] = [None] * expected
+        self.errors: list[str] = []
+        self.done = threading.Event()
+        if expected == 0:
+            self.done.set()
+
+    def callback(self, index: int) -> Any:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self.errors.append(f"{msg.topic()}: {err.str()}")
+            else:
+                self.delivered[index] = Delivered(msg.topic(), msg.partition(), msg.offset())
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.done.set()
+
+        return on_delivery
+
+
+class EventProducer:
+    """Encodes events with the Avro codec and produces them to their catalog topics.
+
+    `send_all` returns only when every record is acknowledged by all in-sync replicas,
+    or raises DeliveryFailed; `ProducerBackpressure` means the local queue is full.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        codec: AvroCodec | None = None,
+        catalog: TopicCatalog = CATALOG,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._codec = codec or default_codec()
+        self._catalog = catalog
+        self._producer = Producer(producer_config(settings, **(config or {})))
+
+    @property
+    def codec(self) -> AvroCodec:
+        return self._codec
+
+    def send_all(
+        self,
+        topic: str | TopicSpec,
+        events: Sequence[AvroEvent],
+        *,
+        timeout: float = 30.0,
+    ) -> list[Delivered]:
+        """Produce events to topic and wait for every acknowledgement."""
+        spec = topic if isinstance(topic, TopicSpec) else self._catalog[topic]
+        records = [(spec.key_of(event), self._codec.encode(event)) for event in events]
+        return self.send_raw(spec.name, records, timeout=timeout)
+
+    def send_raw(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | None, bytes | None]],
+        *,
+        timeout: float = 30.0,
+    ) -> list[Delivered]:
+        """Produce already-encoded (key, value) pairs and wait for every acknowledgement.
+
+        A value of None is a tombstone (deletes the key on a compacted topic).
+        """
+        batch = list(records)
+        pending = _Pending(len(batch))
+        for index, (key, value) in enumerate(batch):
+            self._produce(topic, key, value, pending.callback(index))
+        self._wait(pending, timeout)
+        if pending.errors:
+            raise DeliveryFailed(
+                f"{len(pending.errors)} of {len(batch)} records not stored: {pending.errors[0]}"
+            )
+        return [d for d in pending.delivered if d is not None]
+
+    def send(self, topic: str | TopicSpec, event: AvroEvent, *, timeout: float = 30.0) -> Delivered:
+        return self.send_all(topic, [event], timeout=timeout)[0]
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, callback: Any) -> None:
+        try:
+            self._producer.produce(topic, value=value, key=key, on_delivery=callback)
+        except BufferError:
+            # Serve callbacks to free room once, then report backpressure rather than block.
+            self._producer.poll(0.05)
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=callback)
+            except BufferError as exc:
+                raise ProducerBackpressure(
+                    "producer queue is full", retry_after=0.5
+                ) from exc
+        except KafkaException as exc:
+            raise DeliveryFailed(f"{topic}: {exc}") from exc
+
+    def _wait(self, pending: _Pending, timeout: float) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not pending.done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeliveryFailed(
+                    f"{pending.remaining} records not acknowledged within {timeout:.0f}s"
+                )
+            self._producer.poll(min(left, 0.1))
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for everything in flight; returns how many records are still queued."""
+        return int(self._producer.flush(timeout))
+
+    def close(self) -> None:
+        self.flush()
