@@ -3,3 +3,5 @@
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).resolve().parent
+
+SAMPLE_DIR = SCHEMA_DIR / "samples"
