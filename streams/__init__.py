@@ -1,1 +1,1 @@
-"""Kafka plumbing: topic catalog, Avro single-object codec, typed producers and consumers, dead letters."""
+"""Kafka plumbing: topic catalog, Avro codec, typed producers and consumers, dead letters."""

@@ -127,7 +127,7 @@ CATALOG = TopicCatalog(
         _spec(
             "auth.revocations",
             ev.RevocationRequested,
-            ("subject",),
+            ("scope", "subject"),
             doc="Revocation requests by scope (token, session, device, viewer).",
         ),
         _spec(

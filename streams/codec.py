@@ -179,9 +179,7 @@ class AvroCodec:
         if len(data) < HEADER_LEN:
             raise DecodeError(f"{len(data)} bytes is shorter than the header", reason="truncated")
         if data[:2] != MAGIC:
-            raise DecodeError(
-                f"expected marker c301, got {data[:2].hex()}", reason="bad-magic"
-            )
+            raise DecodeError(f"expected marker c301, got {data[:2].hex()}", reason="bad-magic")
         fingerprint = data[2:HEADER_LEN]
         writer = self._store.by_fingerprint(fingerprint)
         if writer is None:

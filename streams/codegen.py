@@ -1,4 +1,4 @@
-"""Generates `streams/events.py` (frozen dataclasses) from `schemas/*.avsc`, so the two never drift."""
+"""Generates `streams/events.py` from `schemas/*.avsc`, so the two never drift."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ PRIMITIVES = {
     "bytes": "bytes",
 }
 
-HEADER = '''"""The event dataclasses, generated from schemas/*.avsc by `liveward schemas generate`."""
+HEADER = '''"""Event dataclasses, generated from schemas/*.avsc (`liveward schemas generate`)."""
 
 # Generated file: edit the .avsc files and regenerate; a unit test fails if this drifts.
 
@@ -157,7 +157,7 @@ def _python_default(value: Any, annotation: str) -> str:
     if value is None or isinstance(value, bool | int | float):
         return repr(value)
     if isinstance(value, str):
-        enum = annotation.split(" ")[0]
+        enum = annotation.split(" ", maxsplit=1)[0]
         return f"{enum}.{value}" if enum[:1].isupper() else repr(value)
     raise EncodeError(f"unsupported default {value!r}", reason="codegen")
 

@@ -1,4 +1,4 @@
-"""The typed event consumer: decodes batches, sends what it cannot decode to the dead-letter topic."""
+"""The typed event consumer: decodes batches, dead-letters what it cannot decode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Publishing records a worker gave up on to the dead-letter topic, with the reason and the original bytes."""
+"""Publishing records a worker gave up on to the dead-letter topic, with the reason."""
 
 from __future__ import annotations
 

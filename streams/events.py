@@ -1,4 +1,4 @@
-"""The event dataclasses, generated from schemas/*.avsc by `liveward schemas generate`."""
+"""Event dataclasses, generated from schemas/*.avsc (`liveward schemas generate`)."""
 
 # Generated file: edit the .avsc files and regenerate; a unit test fails if this drifts.
 

@@ -1,4 +1,4 @@
-"""Event identity and wall-clock stamps, taken at the edges (pure logic receives them as arguments)."""
+"""Event ids and wall-clock stamps, taken at the edges (pure logic gets them as arguments)."""
 
 import time
 import uuid

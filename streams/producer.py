@@ -1,8 +1,9 @@
-"""The typed event producer: idempotent, acks=all, and a caller learns "accepted" only after Kafka confirms."""
+"""The typed event producer: idempotent, acks=all, "accepted" only after Kafka confirms."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "enable.idempotence": True,
         "acks": "all",
+        # The Java client's partitioner, so aiokafka (Faust) and confluent-kafka agree on
+        # which partition a key lives in; Faust tables rely on that.
+        "partitioner": "murmur2_random",
         "linger.ms": 5,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
@@ -133,15 +137,11 @@ class EventProducer:
             try:
                 self._producer.produce(topic, value=value, key=key, on_delivery=callback)
             except BufferError as exc:
-                raise ProducerBackpressure(
-                    "producer queue is full", retry_after=0.5
-                ) from exc
+                raise ProducerBackpressure("producer queue is full", retry_after=0.5) from exc
         except KafkaException as exc:
             raise DeliveryFailed(f"{topic}: {exc}") from exc
 
     def _wait(self, pending: _Pending, timeout: float) -> None:
-        import time
-
         deadline = time.monotonic() + timeout
         while not pending.done.is_set():
             left = deadline - time.monotonic()

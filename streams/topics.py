@@ -79,7 +79,9 @@ def apply_topics(
                 future.result()
             except KafkaException as exc:
                 if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: a concurrent apply won
-                    raise StreamsError(f"cannot create {name}: {exc}", reason="topic-create") from exc
+                    raise StreamsError(
+                        f"cannot create {name}: {exc}", reason="topic-create"
+                    ) from exc
             report.created.append(name)
 
     present = [spec for spec in catalog if spec.name in existing]

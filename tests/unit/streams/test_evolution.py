@@ -23,7 +23,7 @@ def test_every_schema_version_has_a_stored_sample() -> None:
 def test_stored_sample_decodes_into_the_current_event(version: object) -> None:
     data = sample_path(SAMPLE_DIR, version).read_bytes()  # type: ignore[arg-type]
     event = default_codec().decode(data)
-    assert event.SCHEMA_NAME == version.name  # type: ignore[attr-defined]
+    assert version.name == event.SCHEMA_NAME  # type: ignore[attr-defined]
 
 
 def test_fields_added_since_v1_take_their_defaults() -> None:

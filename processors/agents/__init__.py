@@ -1,0 +1,13 @@
+"""Faust agents, one module per derived state; each only decodes, calls pure logic, and sends."""
+
+from __future__ import annotations
+
+import faust
+
+from liveward.settings import Settings
+
+
+def register_all(app: faust.App, settings: Settings) -> None:
+    from processors.agents import revocations
+
+    revocations.register(app, settings)
