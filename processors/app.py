@@ -11,6 +11,8 @@ APP_ID = "liveward-processors"
 
 def create_app(settings: Settings, *, app_id: str = APP_ID) -> faust.App:
     """A Faust app on the configured brokers with raw-bytes topics (our Avro codec decodes)."""
+    datadir = settings.state_dir / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     brokers = ";".join(
         f"kafka://{server}" for server in settings.kafka.bootstrap_servers.split(",")
     )
@@ -18,7 +20,7 @@ def create_app(settings: Settings, *, app_id: str = APP_ID) -> faust.App:
         app_id,
         broker=brokers,
         store="memory://",
-        datadir=str(settings.state_dir / "faust" / app_id),
+        datadir=str(datadir),
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=3,

@@ -30,6 +30,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "queue.buffering.max.messages": 500_000,
         "message.timeout.ms": 30_000,
         "client.id": f"liveward-{settings.region}",
+        "log_level": 3,  # librdkafka warnings (transient coordinator loads) are noise here
     }
     config.update(overrides)
     return config

@@ -31,8 +31,6 @@ def register(app: faust.App, settings: Settings) -> None:
         partitions=requests.partitions,
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         use_partitioner=True,
     )
 
