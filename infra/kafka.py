@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -156,8 +156,8 @@ def _copy_dependencies(pom: Path, target: Path) -> None:
         )
 
 
-def render_server_properties(kafka: KafkaSettings, node: int, data_dir: Path) -> str:
-    """The `server.properties` of one combined broker+controller node of a static KRaft quorum."""
+def server_properties(kafka: KafkaSettings, node: int, data_dir: PurePath) -> dict[str, str]:
+    """The broker config of one combined broker+controller node of a static KRaft quorum."""
     host = kafka.host
     voters = ",".join(f"{n}@{host}:{kafka.controller_port_of(n)}" for n in range(kafka.brokers))
     replicas, min_isr = kafka.replication_factor, kafka.min_insync_replicas
@@ -200,7 +200,14 @@ def render_server_properties(kafka: KafkaSettings, node: int, data_dir: Path) ->
         "broker.session.timeout.ms": 6_000,
         "broker.heartbeat.interval.ms": 1_000,
     }
-    return "".join(f"{key}={value}\n" for key, value in entries.items())
+    return {key: str(value) for key, value in entries.items()}
+
+
+def render_server_properties(kafka: KafkaSettings, node: int, data_dir: Path) -> str:
+    """The `server.properties` file text for one node."""
+    return "".join(
+        f"{key}={value}\n" for key, value in server_properties(kafka, node, data_dir).items()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,9 +339,9 @@ class KafkaCluster:
                     )
             # Ask only once something listens: librdkafka is noisy about refused connections.
             if admin is None and any(self._broker_port_open(n) for n in self.nodes):
-                admin = self._admin()
+                admin = admin_client(self.bootstrap_servers)
             if admin is not None:
-                seen = _registered_brokers(admin, timeout=1.0)
+                seen = registered_brokers(admin, timeout=1.0)
                 if len(seen) == self.kafka.brokers:
                     return
             if time.monotonic() >= deadline:
@@ -350,7 +357,10 @@ class KafkaCluster:
         """True if the cluster answers metadata with every broker registered."""
         if not any(self._broker_port_open(n) for n in self.nodes):
             return False
-        return len(_registered_brokers(self._admin(), timeout=timeout)) == self.kafka.brokers
+        return (
+            len(registered_brokers(admin_client(self.bootstrap_servers), timeout=timeout))
+            == self.kafka.brokers
+        )
 
     def stop(self) -> list[int]:
         """Stop every node (all at once: a quorum stopped one by one stalls the last node)."""
@@ -442,18 +452,20 @@ class KafkaCluster:
     def _broker_port_open(self, node: int) -> bool:
         return port_open(self.kafka.host, self.kafka.broker_port(node), timeout=0.2)
 
-    def _admin(self) -> AdminClient:
-        return AdminClient(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                # Readiness is judged from the result; connection errors here are expected.
-                "log_level": 0,
-                "socket.connection.setup.timeout.ms": 1_000,
-            }
-        )
+
+def admin_client(bootstrap_servers: str) -> AdminClient:
+    """A quiet AdminClient for readiness probes (connection errors are expected while starting)."""
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "log_level": 0,
+            "socket.connection.setup.timeout.ms": 1_000,
+        }
+    )
 
 
-def _registered_brokers(admin: AdminClient, *, timeout: float) -> set[int]:
+def registered_brokers(admin: AdminClient, *, timeout: float) -> set[int]:
+    """Ids of the brokers the cluster reports as registered and unfenced; empty if unreachable."""
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException:
