@@ -232,9 +232,15 @@ class KafkaCluster:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        # Nodes run in their own folder, so every path handed to the JVM must be absolute.
+        self.settings = settings.model_copy(
+            update={
+                "state_dir": settings.state_dir.resolve(),
+                "cache_dir": settings.cache_dir.resolve(),
+            }
+        )
         self.kafka = settings.kafka
-        self.layout_dir = settings.state_dir / "kafka" / f"brokers-{self.kafka.brokers}"
+        self.layout_dir = self.settings.state_dir / "kafka" / f"brokers-{self.kafka.brokers}"
 
     @property
     def nodes(self) -> range:

@@ -49,8 +49,9 @@ class Stack:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.record_path = settings.state_dir / "stack.json"
+        # Services run in folders of their own, where a relative state dir would point elsewhere.
+        self.settings = settings.model_copy(update={"state_dir": settings.state_dir.resolve()})
+        self.record_path = self.settings.state_dir / "stack.json"
 
     def up(
         self, brokers: int | None = None, clickhouse: ClickHouseMode | None = None

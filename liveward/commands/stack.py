@@ -44,7 +44,9 @@ def up(
     rows = Stack(settings).up(brokers, clickhouse.value if clickhouse else None)
     console = Console()
     console.print(_table(rows))
-    console.print(f"stack up in {time.monotonic() - began:.1f} s (state in {settings.state_dir})")
+    console.print(
+        f"stack up in {time.monotonic() - began:.1f} s (state in {settings.state_dir.resolve()})"
+    )
 
 
 @app.command()
