@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from liveward.errors import LivewardError
 
@@ -34,7 +35,7 @@ def main() -> None:
     try:
         app()
     except LivewardError as exc:
-        Console(stderr=True).print(f"[bold red]error[/] [{exc.reason}] {exc}")
+        Console(stderr=True).print(f"[bold red]error[/] {escape(f'[{exc.reason}] {exc}')}")
         sys.exit(2)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +80,28 @@ class Settings(BaseSettings):
     stack: Literal["local", "docker"] = "local"
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as LIVEWARD_* variables, for child processes (worker, services)."""
+        env: dict[str, str] = {}
+
+        def flatten(prefix: str, value: object) -> None:
+            if isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    flatten(f"{prefix}{name.upper()}__", getattr(value, name))
+                return
+            key = prefix.removesuffix("__")
+            if isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif isinstance(value, tuple | list):
+                env[key] = json.dumps(list(value))
+            elif isinstance(value, Path):
+                env[key] = str(value.resolve())
+            elif value is not None:
+                env[key] = str(value)
+
+        flatten("LIVEWARD_", self)
+        return env
 
     @property
     def chdb_path(self) -> Path:

@@ -36,15 +36,19 @@ class TopicsReport:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    # Connection failures surface as BrokerUnavailable; librdkafka's retry chatter is noise.
+    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "log_level": 2})
 
 
-def broker_count(admin: AdminClient, timeout: float = 5.0) -> int:
+def broker_count(settings: Settings, admin: AdminClient, timeout: float = 5.0) -> int:
     """How many brokers answer; BrokerUnavailable if none do within timeout."""
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerUnavailable(f"no Kafka broker answered: {exc}") from exc
+        raise BrokerUnavailable(
+            f"no Kafka broker answered at {settings.kafka.bootstrap_servers} within "
+            f"{timeout:.0f}s; start one with `liveward stack up` ({exc.args[0].str()})"
+        ) from exc
     return len(metadata.brokers)
 
 
@@ -53,7 +57,7 @@ def apply_topics(
 ) -> TopicsReport:
     """Create missing catalog topics; compare existing ones. Running it twice is a no-op."""
     admin = admin_client(settings)
-    brokers = broker_count(admin, timeout=min(timeout, 10.0))
+    brokers = broker_count(settings, admin, timeout=min(timeout, 10.0))
     replication = min(settings.kafka.replication_factor, brokers)
     min_isr = min(settings.kafka.min_insync_replicas, replication)
     existing = admin.list_topics(timeout=timeout).topics
