@@ -1,0 +1,129 @@
+"""The Faust worker on the real broker: revocation requests in, the revocation list out."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer
+
+from infra.processes import ManagedProcess
+from liveward.settings import Settings
+from streams.codec import default_codec
+from streams.consumer import consumer_config
+from streams.deadletter import DEAD_LETTER_TOPIC
+from streams.events import DeadLetter, RevocationListEntry, RevocationRequested, RevocationScope
+from streams.meta import new_event_id, now_ms
+from streams.producer import EventProducer
+from streams.topics import apply_topics
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_cluster: Settings) -> Iterator[Settings]:
+    """`liveward worker` as its own process, stopped by PID afterwards."""
+    apply_topics(kafka_cluster)
+    process = ManagedProcess(
+        name="worker",
+        pid_file=kafka_cluster.state_dir / "pids" / "test-worker.pid",
+        log_file=kafka_cluster.log_dir / "test-worker.log",
+    )
+    process.start(
+        [sys.executable, "-m", "liveward.cli", "worker", "--loglevel", "info"],
+        env={**os.environ, **kafka_cluster.as_env()},
+    )
+    try:
+        yield kafka_cluster
+    finally:
+        process.stop()
+
+
+def _request(subject: str, *, rid: str | None = None, ttl_ms: int = 600_000) -> RevocationRequested:
+    return RevocationRequested(
+        event_id=new_event_id(),
+        occurred_at=now_ms(),
+        region="eu-west",
+        revocation_id=rid or new_event_id(),
+        scope=RevocationScope.SESSION,
+        subject=subject,
+        reason="theft-suspected",
+        requested_by="test",
+        covers_until=now_ms() + ttl_ms,
+    )
+
+
+def _read(
+    settings: Settings, topic: str, match: object, want: int, timeout: float = 60.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = Consumer(consumer_config(settings, f"probe-{new_event_id()}"))
+    consumer.subscribe([topic])
+    found: list[tuple[bytes | None, bytes | None]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < want and time.monotonic() < deadline:
+            for message in consumer.consume(200, timeout=0.5):
+                if message.error() is None and match(message):  # type: ignore[operator]
+                    found.append((message.key(), message.value()))
+    finally:
+        consumer.close()
+    return found
+
+
+def test_requests_fold_into_one_list_entry_per_subject(worker: Settings) -> None:
+    subject = f"session-{new_event_id()}"
+    producer = EventProducer(worker)
+    first, second = _request(subject, ttl_ms=300_000), _request(subject, ttl_ms=900_000)
+    producer.send("auth.revocations", first)
+    producer.send("auth.revocations", second)
+    producer.send("auth.revocations", second)  # a replay changes nothing
+
+    key = f"SESSION|{subject}".encode()
+    records = _read(worker, "auth.revocation-list", lambda m: m.key() == key, want=2)
+    entries = [default_codec().decode_as(v or b"", RevocationListEntry) for _, v in records]
+    assert [e.revocation_ids for e in entries] == [
+        (first.revocation_id,),
+        (first.revocation_id, second.revocation_id),
+    ]
+    assert entries[-1].expires_at == second.covers_until
+    # The replay produced nothing more.
+    assert len(_read(worker, "auth.revocation-list", lambda m: m.key() == key, 3, 5.0)) == 2
+
+
+def test_an_undecodable_request_is_dead_lettered_and_the_agent_keeps_going(
+    worker: Settings,
+) -> None:
+    producer = EventProducer(worker)
+    marker = new_event_id().encode()
+    producer.send_raw("auth.revocations", [(marker, b"\xc3\x01garbage-after-the-marker")])
+    subject = f"session-{new_event_id()}"
+    producer.send("auth.revocations", _request(subject))
+
+    letters = _read(worker, DEAD_LETTER_TOPIC, lambda m: marker in (m.value() or b""), 1)
+    letter = default_codec().decode_as(letters[0][1] or b"", DeadLetter)
+    assert (letter.source_topic, letter.original_key) == ("auth.revocations", marker)
+    assert letter.reason_code in {"unknown-fingerprint", "truncated"}
+    key = f"SESSION|{subject}".encode()
+    assert _read(worker, "auth.revocation-list", lambda m: m.key() == key, 1)
+
+
+def test_expired_entries_are_tombstoned(worker: Settings) -> None:
+    subject = f"session-{new_event_id()}"
+    EventProducer(worker).send("auth.revocations", _request(subject, ttl_ms=2_000))
+    key = f"SESSION|{subject}".encode()
+    records = _read(worker, "auth.revocation-list", lambda m: m.key() == key, 2, timeout=60)
+    assert len(records) == 2
+    assert records[0][1] is not None
+    assert records[1][1] is None, "the sweep should have written a tombstone"
+
+
+def test_the_worker_survived_everything_above(worker: Settings) -> None:
+    process = ManagedProcess(
+        name="worker",
+        pid_file=worker.state_dir / "pids" / "test-worker.pid",
+        log_file=worker.log_dir / "test-worker.log",
+    )
+    log = process.log_file.read_text(errors="replace")
+    assert process.is_running(), log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
