@@ -1,4 +1,4 @@
-"""The backbone's speed: Avro events through our codec and producer, next to raw and Java baselines."""
+"""The backbone's speed: events through our codec and producer, next to raw and Java baselines."""
 
 from __future__ import annotations
 

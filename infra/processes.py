@@ -148,9 +148,7 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
             ) from exc
 
 
-def wait_until(
-    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1
-) -> bool:
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
     """Poll predicate until it is true or timeout seconds pass; returns the last result."""
     deadline = time.monotonic() + timeout
     while True:
