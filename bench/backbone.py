@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.cimpl import NewTopic
 
 from infra.kafka import KafkaCluster
 from liveward.settings import Settings

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
@@ -51,7 +51,7 @@ def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
 class AvroEvent(Protocol):
     """What the generated event dataclasses look like to the codec."""
 
-    SCHEMA_NAME: str
+    SCHEMA_NAME: ClassVar[str]
 
     def to_avro(self) -> dict[str, Any]: ...
 

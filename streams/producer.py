@@ -61,7 +61,9 @@ class _Pending:
             if err is not None:
                 self.errors.append(f"{msg.topic()}: {err.str()}")
             else:
-                self.delivered[index] = Delivered(msg.topic(), msg.partition(), msg.offset())
+                self.delivered[index] = Delivered(
+                    msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+                )
             self.remaining -= 1
             if self.remaining == 0:
                 self.done.set()
