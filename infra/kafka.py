@@ -181,7 +181,7 @@ def server_properties(kafka: KafkaSettings, node: int, data_dir: PurePath) -> di
         "transaction.state.log.min.isr": min_isr,
         "share.coordinator.state.topic.replication.factor": replicas,
         "share.coordinator.state.topic.min.isr": min_isr,
-        # Fewer internal partitions: the first group join or transaction waits for all of them.
+        # Fewer internal partitions: creating them is what the first group join waits for.
         "offsets.topic.num.partitions": 10,
         "transaction.state.log.num.partitions": 10,
         "group.initial.rebalance.delay.ms": 0,
@@ -228,7 +228,7 @@ class KafkaCluster:
     """A KRaft cluster of `settings.kafka.brokers` combined nodes run from the cached jars.
 
     Each broker count gets its own data folder (`state_dir/kafka/brokers-N/node-i`), so a
-    one-node and a three-node cluster can take turns in one state dir without mixing logs.
+    one-node and a three-node cluster can take turns in one state dir without mixing data.
     """
 
     def __init__(self, settings: Settings) -> None:
