@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from infra.errors import PortInUse
@@ -157,13 +157,14 @@ def test_three_nodes_keep_accepting_acks_all_writes_after_losing_one(
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
     failures: list[str] = []
 
+    def delivered(err: KafkaError | None, _message: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
     def produce(start: int) -> None:
         for i in range(start, start + 100):
             producer.produce(
-                unique_name,
-                key=str(i).encode(),
-                value=str(i).encode(),
-                on_delivery=lambda err, _msg: err and failures.append(str(err)),
+                unique_name, key=str(i).encode(), value=str(i).encode(), on_delivery=delivered
             )
         assert producer.flush(60) == 0
 
@@ -188,7 +189,7 @@ def test_three_nodes_keep_accepting_acks_all_writes_after_losing_one(
     while len(seen) < 200 and time.monotonic() < deadline:
         message = consumer.poll(1.0)
         if message is not None and message.error() is None:
-            seen.add(int(message.value()))
+            seen.add(int(message.value() or b"-1"))
     consumer.close()
     assert seen == set(range(200))
 
