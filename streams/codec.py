@@ -133,7 +133,7 @@ def _load_version(path: Path, version: int, *, current: bool) -> SchemaVersion:
         version=version,
         fingerprint=schema_fingerprint(schema),
         schema=schema,
-        parsed=fastavro.parse_schema(schema, _write_hint=False),
+        parsed=fastavro.parse_schema(schema),
         current=current,
     )
 

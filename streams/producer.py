@@ -46,29 +46,29 @@ class Delivered:
 
 
 class _Pending:
-    """Counts outstanding deliveries of one `send_all` call and collects failures."""
+    """Counts outstanding deliveries of one `send_raw` call and collects the outcomes.
+
+    One bound method serves as every record's delivery callback: no closure per record.
+    """
 
     def __init__(self, expected: int) -> None:
         self.remaining = expected
-        self.delivered: list[Delivered | None] = [None] * expected
+        self.delivered: list[Delivered] = []
         self.errors: list[str] = []
         self.done = threading.Event()
         if expected == 0:
             self.done.set()
 
-    def callback(self, index: int) -> Any:
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                self.errors.append(f"{msg.topic()}: {err.str()}")
-            else:
-                self.delivered[index] = Delivered(
-                    msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-                )
-            self.remaining -= 1
-            if self.remaining == 0:
-                self.done.set()
-
-        return on_delivery
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err.str()}")
+        else:
+            self.delivered.append(
+                Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+            )
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.done.set()
 
 
 class EventProducer:
@@ -115,18 +115,19 @@ class EventProducer:
     ) -> list[Delivered]:
         """Produce already-encoded (key, value) pairs and wait for every acknowledgement.
 
+        Returns where each record landed, in acknowledgement order.
         A value of None is a tombstone (deletes the key on a compacted topic).
         """
         batch = list(records)
         pending = _Pending(len(batch))
-        for index, (key, value) in enumerate(batch):
-            self._produce(topic, key, value, pending.callback(index))
+        for key, value in batch:
+            self._produce(topic, key, value, pending.on_delivery)
         self._wait(pending, timeout)
         if pending.errors:
             raise DeliveryFailed(
                 f"{len(pending.errors)} of {len(batch)} records not stored: {pending.errors[0]}"
             )
-        return [d for d in pending.delivered if d is not None]
+        return pending.delivered
 
     def send(self, topic: str | TopicSpec, event: AvroEvent, *, timeout: float = 30.0) -> Delivered:
         return self.send_all(topic, [event], timeout=timeout)[0]
