@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams.codec import AvroCodec
-from streams.events import DeadLetter
-from streams.meta import new_event_id, now_ms
+from streams.deadletter import dead_letter
 
 
 async def send_dead_letter(
@@ -21,17 +20,15 @@ async def send_dead_letter(
 ) -> None:
     """Send the raw record behind a Faust event to the dead-letter topic and wait for the ack."""
     message = event.message
-    letter = DeadLetter(
-        event_id=new_event_id(),
-        occurred_at=now_ms(),
+    letter = dead_letter(
         region=region,
         source_topic=message.topic,
         source_partition=message.partition,
         source_offset=message.offset,
-        original_key=message.key,
-        original_value=message.value,
+        key=message.key,
+        value=message.value,
         reason_code=reason,
-        reason_detail=detail[:2000],
+        reason_detail=detail,
         consumer=consumer,
     )
     delivery = await topic.send(key=message.topic.encode(), value=codec.encode(letter))
