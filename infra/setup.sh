@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything liveward needs on a Debian/Ubuntu machine: system packages (Maven for
-# the Kafka jars, Debian's clickhouse-server for the server backend and the tests), the
+# the Kafka jars, Debian's clickhouse-server for the server backend and the tests, kcat), the
 # virtual environment at .venv with the project and its dev tools, and the Kafka runtime
 # jars (cached under ~/.cache/liveward). Safe to run again: each step skips what is done.
 set -euo pipefail
@@ -24,6 +24,7 @@ java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head
 missing=()
 command -v mvn >/dev/null || missing+=(maven)
 command -v clickhouse-server >/dev/null || missing+=(clickhouse-server clickhouse-client)
+command -v kcat >/dev/null || missing+=(kcat)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -206,3 +207,18 @@ def test_cli_topics_apply_without_a_broker_exits_non_zero_with_a_reason() -> Non
     )
     assert result.returncode == 2
     assert "broker-unavailable" in result.stderr
+
+
+def test_kcat_lists_the_catalog_topics(catalog_settings: Settings) -> None:
+    """Any Kafka tool sees the catalog: `kcat -L -b` (installed by infra/setup.sh)."""
+    kcat = shutil.which("kcat")
+    assert kcat is not None, "kcat is missing: run ./infra/setup.sh"
+    listing = subprocess.run(
+        [kcat, "-L", "-b", catalog_settings.kafka.bootstrap_servers],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    for spec in CATALOG:
+        assert f'topic "{spec.name}" with {spec.partitions} partitions' in listing
