@@ -68,14 +68,15 @@ class ServerLayout:
     """Where the server's config, data and logs live under the state dir."""
 
     def __init__(self, settings: Settings) -> None:
-        self.root = settings.state_dir / "clickhouse"
+        # Absolute: the server runs in its own folder and reads these paths from there.
+        self.root = settings.state_dir.resolve() / "clickhouse"
         self.config_path = self.root / "config.xml"
         self.users_path = self.root / "users.xml"
         self.data_dir = self.root / "data"
         self.tmp_dir = self.root / "tmp"
         self.user_files_dir = self.root / "user_files"
         self.format_schema_dir = self.root / "format_schemas"
-        self.log_dir = settings.log_dir
+        self.log_dir = settings.log_dir.resolve()
         self.server_log = self.log_dir / "clickhouse-server.log"
         self.error_log = self.log_dir / "clickhouse-server.err.log"
 
