@@ -62,6 +62,43 @@ class ClickHouseSettings(BaseModel):
     embedded_path: Path | None = None
 
 
+class ServiceSettings(BaseModel):
+    """Where the HTTP/gRPC edges listen (loopback by default)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = LOOPBACK
+    console_port: int = 8080
+    auth_port: int = 8081
+    license_port: int = 8082
+    license_grpc_port: int = 50051
+    bridge_port: int = 8083
+    steering_port: int = 8084
+    # Requests larger than this are refused with 413 before they are parsed.
+    max_body_bytes: int = 1_048_576
+
+
+class AuthSettings(BaseModel):
+    """Playback tokens, signing keys, geo databases and the access policy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    issuer: str = "liveward-auth"
+    audience: str = "liveward-playback"
+    token_lifetime_s: int = 300
+    # A signing key signs for this long, then stays valid for verification one lifetime more.
+    signing_key_rotation_s: int = 3_600
+    encrypt_tokens: bool = False
+    # Keys the security-topic pseudonyms (viewer_ref, device_ref); rotate with care.
+    security_pseudonym_key: SecretStr = SecretStr("liveward-dev-security-key-change-me")
+    geo_city_db: Path | None = None
+    geo_asn_db: Path | None = None
+    geo_anonymous_db: Path | None = None
+    policy_file: Path | None = None
+    # Only these peers may set X-Forwarded-For (CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
+
+
 class Settings(BaseSettings):
     """Everything configurable, from `LIVEWARD_*` environment variables (nested with `__`)."""
 
@@ -80,6 +117,8 @@ class Settings(BaseSettings):
     stack: Literal["local", "docker"] = "local"
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    services: ServiceSettings = ServiceSettings()
+    auth: AuthSettings = AuthSettings()
 
     def as_env(self) -> dict[str, str]:
         """These settings as LIVEWARD_* variables, for child processes (worker, services)."""

@@ -24,6 +24,7 @@ from liveward.settings import Settings
 from sinks.backoff import Backoff
 from sinks.clickhouse.sink import ClickHouseSink
 from sinks.errors import RecordRejected, SinkBackpressure, SinkError
+from streams.consumer import consumer_config
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,9 @@ class SinkRunner:
         self._last_flush = clock()
         self._attempts = 0
         self._retry_at: float | None = None
+        # Offsets are committed by hand, and only after ClickHouse took the rows.
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka.bootstrap_servers,
-                "group.id": group_id,
-                # Offsets are committed by hand, and only after ClickHouse took the rows.
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": settings.kafka.session_timeout_ms,
-                "isolation.level": "read_committed",
-                **(consumer_overrides or {}),
-            }
+            consumer_config(settings, group_id, **dict(consumer_overrides or {}))
         )
         self._consumer.subscribe(list(topics), on_revoke=self._on_revoke)
 
