@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ import pytest
 
 from infra.clickhouse import ClickHouseServer
 from infra.kafka import KafkaCluster
+from infra.processes import ManagedProcess
 from liveward.settings import ClickHouseSettings, KafkaSettings, Settings, load_settings
+from streams.topics import apply_topics
 
 HERE = Path(__file__).resolve().parent
 PORT_OFFSET = int(os.environ.get("LIVEWARD_TEST_PORT_OFFSET", "0"))
@@ -89,3 +92,23 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A topic/group name no other test (or earlier run) uses: the test's name plus a uuid."""
     test = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:60].strip("-")
     return f"{test}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def worker(kafka_cluster: Settings) -> Iterator[Settings]:
+    """`liveward worker` (every Faust agent) as its own process for the session, with the
+    catalog topics created; stopped by PID afterwards."""
+    apply_topics(kafka_cluster)
+    process = ManagedProcess(
+        name="worker",
+        pid_file=kafka_cluster.state_dir / "pids" / "test-worker.pid",
+        log_file=kafka_cluster.log_dir / "test-worker.log",
+    )
+    process.start(
+        [sys.executable, "-m", "liveward.cli", "worker", "--loglevel", "info"],
+        env={**os.environ, **kafka_cluster.as_env()},
+    )
+    try:
+        yield kafka_cluster
+    finally:
+        process.stop()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from collections.abc import Iterator
 
-import pytest
 from confluent_kafka import Consumer
 
 from infra.processes import ManagedProcess
@@ -18,26 +14,6 @@ from streams.deadletter import DEAD_LETTER_TOPIC
 from streams.events import DeadLetter, RevocationListEntry, RevocationRequested, RevocationScope
 from streams.meta import new_event_id, now_ms
 from streams.producer import EventProducer
-from streams.topics import apply_topics
-
-
-@pytest.fixture(scope="module")
-def worker(kafka_cluster: Settings) -> Iterator[Settings]:
-    """`liveward worker` as its own process, stopped by PID afterwards."""
-    apply_topics(kafka_cluster)
-    process = ManagedProcess(
-        name="worker",
-        pid_file=kafka_cluster.state_dir / "pids" / "test-worker.pid",
-        log_file=kafka_cluster.log_dir / "test-worker.log",
-    )
-    process.start(
-        [sys.executable, "-m", "liveward.cli", "worker", "--loglevel", "info"],
-        env={**os.environ, **kafka_cluster.as_env()},
-    )
-    try:
-        yield kafka_cluster
-    finally:
-        process.stop()
 
 
 def _request(subject: str, *, rid: str | None = None, ttl_ms: int = 600_000) -> RevocationRequested:
