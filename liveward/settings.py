@@ -89,6 +89,11 @@ class AuthSettings(BaseModel):
     # A signing key signs for this long, then stays valid for verification one lifetime more.
     signing_key_rotation_s: int = 3_600
     encrypt_tokens: bool = False
+    # 32 bytes, base64url: the JWE content key (alg dir, enc A256GCM) when encrypt_tokens.
+    token_encryption_key: SecretStr = SecretStr("")
+    # Bearer keys: admin (subscribers, revocations, tokens) and app backends (tokens only).
+    admin_api_key: SecretStr = SecretStr("liveward-dev-admin-key-change-me")
+    app_api_key: SecretStr = SecretStr("liveward-dev-app-key-change-me")
     # Keys the security-topic pseudonyms (viewer_ref, device_ref); rotate with care.
     security_pseudonym_key: SecretStr = SecretStr("liveward-dev-security-key-change-me")
     geo_city_db: Path | None = None
