@@ -102,6 +102,10 @@ class AuthSettings(BaseModel):
     policy_file: Path | None = None
     # Only these peers may set X-Forwarded-For (CIDRs).
     trusted_proxies: tuple[str, ...] = ()
+    # Theft detection: uses of one session inside this window must agree.
+    theft_window_s: int = 300
+    # Distinct /24 (/48) networks one session may use at once (mobile hand-over needs 2).
+    theft_max_networks: int = 2
 
 
 class Settings(BaseSettings):

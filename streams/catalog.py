@@ -139,6 +139,12 @@ CATALOG = TopicCatalog(
             doc="The live revocation list, folded from requests; expired entries tombstoned.",
         ),
         _spec(
+            "auth.reissue-notices",
+            ev.ReissueNotice,
+            ("viewer_ref",),
+            doc="Sessions revoked as stolen: their viewers must sign in again.",
+        ),
+        _spec(
             "keys.epochs",
             ev.KeyEpoch,
             ("epoch_id",),

@@ -567,6 +567,49 @@ class QoETelemetrySample:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReissueNotice:
+    """A session was revoked as stolen: its rightful viewer must sign in again for a fresh token."""
+
+    SCHEMA_NAME: ClassVar[str] = "liveward.ReissueNotice"
+    event_id: str
+    occurred_at: int
+    region: str
+    viewer_ref: str
+    session_id: str
+    token_id: str
+    rule: str
+    evidence: tuple[str, ...]
+    revocation_id: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "region": self.region,
+            "viewer_ref": self.viewer_ref,
+            "session_id": self.session_id,
+            "token_id": self.token_id,
+            "rule": self.rule,
+            "evidence": list(self.evidence),
+            "revocation_id": self.revocation_id,
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> ReissueNotice:
+        return cls(
+            event_id=record["event_id"],
+            occurred_at=record["occurred_at"],
+            region=record["region"],
+            viewer_ref=record["viewer_ref"],
+            session_id=record["session_id"],
+            token_id=record["token_id"],
+            rule=record["rule"],
+            evidence=tuple(record["evidence"]),
+            revocation_id=record["revocation_id"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RevocationListEntry:
     """One live entry of the revocation list; key scope:subject, compacted, tombstoned on expiry."""
 
@@ -873,6 +916,7 @@ Event = (
     | PackagerManifestState
     | QoEAggregate
     | QoETelemetrySample
+    | ReissueNotice
     | RevocationListEntry
     | RevocationRequested
     | SteeringState
@@ -891,6 +935,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     PackagerManifestState.SCHEMA_NAME: PackagerManifestState,
     QoEAggregate.SCHEMA_NAME: QoEAggregate,
     QoETelemetrySample.SCHEMA_NAME: QoETelemetrySample,
+    ReissueNotice.SCHEMA_NAME: ReissueNotice,
     RevocationListEntry.SCHEMA_NAME: RevocationListEntry,
     RevocationRequested.SCHEMA_NAME: RevocationRequested,
     SteeringState.SCHEMA_NAME: SteeringState,

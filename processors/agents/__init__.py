@@ -8,6 +8,7 @@ from liveward.settings import Settings
 
 
 def register_all(app: faust.App, settings: Settings) -> None:
-    from processors.agents import revocations
+    from processors.agents import revocations, theft
 
     revocations.register(app, settings)
+    theft.register(app, settings)

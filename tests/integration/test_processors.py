@@ -11,7 +11,15 @@ from liveward.settings import Settings
 from streams.codec import default_codec
 from streams.consumer import consumer_config
 from streams.deadletter import DEAD_LETTER_TOPIC
-from streams.events import DeadLetter, RevocationListEntry, RevocationRequested, RevocationScope
+from streams.events import (
+    DeadLetter,
+    ReissueNotice,
+    RevocationListEntry,
+    RevocationRequested,
+    RevocationScope,
+    TokenUsed,
+    UseDecision,
+)
 from streams.meta import new_event_id, now_ms
 from streams.producer import EventProducer
 
@@ -103,3 +111,50 @@ def test_the_worker_survived_everything_above(worker: Settings) -> None:
     log = process.log_file.read_text(errors="replace")
     assert process.is_running(), log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def _used(session: str, *, country: str, network: str) -> TokenUsed:
+    return TokenUsed(
+        event_id=new_event_id(),
+        occurred_at=now_ms(),
+        region="eu-west",
+        token_id=f"token-{session}",
+        session_id=session,
+        viewer_ref=f"viewer-{session}",
+        device_ref="device-1",
+        content_id="match-1",
+        service="test",
+        country=country,
+        ip_prefix=network,
+        asn=64500,
+        decision=UseDecision.ALLOWED,
+        reason="allowed",
+    )
+
+
+def test_conflicting_uses_revoke_the_session_and_notify_the_viewer(worker: Settings) -> None:
+    session = f"session-{new_event_id()}"
+    producer = EventProducer(worker)
+    producer.send("auth.tokens-used", _used(session, country="DE", network="203.0.113.0/24"))
+    producer.send("auth.tokens-used", _used(session, country="DE", network="203.0.113.0/24"))
+    producer.send("auth.tokens-used", _used(session, country="BR", network="198.51.100.0/24"))
+
+    key = f"SESSION|{session}".encode()
+    (record,) = _read(worker, "auth.revocation-list", lambda m: m.key() == key, want=1)
+    entry = default_codec().decode_as(record[1] or b"", RevocationListEntry)
+    assert entry.reason == "theft-impossible-travel"
+
+    viewer = f"viewer-{session}".encode()
+    (raw,) = _read(worker, "auth.reissue-notices", lambda m: m.key() == viewer, want=1)
+    notice = default_codec().decode_as(raw[1] or b"", ReissueNotice)
+    assert (notice.session_id, notice.rule) == (session, "impossible-travel")
+    assert len(notice.evidence) == 2
+
+
+def test_a_viewer_in_one_place_is_left_alone(worker: Settings) -> None:
+    session = f"session-{new_event_id()}"
+    producer = EventProducer(worker)
+    for _ in range(5):
+        producer.send("auth.tokens-used", _used(session, country="DE", network="203.0.113.0/24"))
+    key = f"SESSION|{session}".encode()
+    assert _read(worker, "auth.revocation-list", lambda m: m.key() == key, want=1, timeout=8) == []
