@@ -1,0 +1,1 @@
+"""The auth service: subscribers, playback tokens, signing keys with rotation, revocations."""
