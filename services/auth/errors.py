@@ -18,6 +18,12 @@ class TokenRejected(AuthError):
         super().__init__(message or reason, reason=reason)
 
 
+class ApiKeyInvalid(AuthError):
+    """No API key, or one without the role the route needs."""
+
+    reason = "api-key-invalid"
+
+
 class KeyringError(AuthError):
     """The signing keyring file cannot be read, parsed or written."""
 

@@ -6,7 +6,6 @@ arguments, so every refusal and every claim is tested without I/O.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -23,15 +22,6 @@ class TokenTerms:
     issuer: str
     audience: str
     lifetime_s: int
-
-
-def ip_prefix(ip: str) -> str:
-    """The /24 (IPv4) or /48 (IPv6) network of ip, as text; IPv4-mapped IPv6 counts as IPv4."""
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    bits = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
 
 def check_subscriber(

@@ -1,4 +1,4 @@
-"""Who gets a token and what it says: refusals with reasons, claims, renewal, the IP prefix."""
+"""Who gets a token and what it says: refusals with reasons, claims, renewal."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from services.auth.issuance import (
     TokenTerms,
     build_claims,
     check_subscriber,
-    ip_prefix,
     renewed_claims,
     token_entitles,
 )
@@ -104,16 +103,3 @@ def test_renewal_is_refused_after_a_viewer_revocation_or_when_no_longer_entitled
     with pytest.raises(AccessRefused) as caught:
         renewed_claims(TERMS, first, dropped, now=1_100.0, token_id="t2", geo=GEO)
     assert caught.value.reason == "not-entitled"
-
-
-@pytest.mark.parametrize(
-    ("ip", "prefix"),
-    [
-        ("203.0.113.77", "203.0.113.0/24"),
-        ("2001:db8:1234:5678::1", "2001:db8:1234::/48"),
-        ("::ffff:198.51.100.9", "198.51.100.0/24"),
-        ("10.1.2.3", "10.1.2.0/24"),
-    ],
-)
-def test_the_ip_prefix_is_a_24_or_a_48(ip: str, prefix: str) -> None:
-    assert ip_prefix(ip) == prefix
