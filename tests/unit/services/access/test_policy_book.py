@@ -23,7 +23,7 @@ def test_a_content_section_overrides_what_it_names_and_inherits_the_rest(
     shipped_book: PolicyBook,
 ) -> None:
     final = shipped_book.for_content("cup-final")
-    assert final.allowed_countries == {"GB"}
+    assert final.allowed_countries == frozenset({"GB"})
     assert final.blackouts == {"GB-ENG"}
     assert final.ip_binding == "network"
     assert final.blocked_countries == shipped_book.default.blocked_countries
@@ -70,7 +70,7 @@ def test_values_are_normalised() -> None:
     )
     assert book.default.blocked_countries == {"KP"}
     assert book.default.blackouts == {"US-NY"}
-    assert book.default.device_classes == {"tv"}
+    assert book.default.device_classes == frozenset({"tv"})
 
 
 def test_a_star_reopens_an_inherited_list() -> None:
