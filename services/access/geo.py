@@ -13,7 +13,7 @@ where the viewer is.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
@@ -227,7 +227,7 @@ class _GeoDatabase:
             self._reader.close()
             raise
 
-    def _check(self, records: Any) -> int:
+    def _check(self, records: Iterable[tuple[IPv4Network | IPv6Network, object]]) -> int:
         count = 0
         try:
             for network, record in records:
@@ -274,7 +274,7 @@ class GeoResolver:
 
     Opening checks every file (it exists, is a MaxMind DB of the right type, and its first
     records decode), so a broken database fails at start-up with GeoError naming it,
-    never at the first viewer. Lookups are thread-safe; `close()` releases the files.
+    never at the first viewer. `close()` releases the files.
     """
 
     def __init__(self, city_db: Path | None, asn_db: Path | None, anonymous_db: Path | None):
