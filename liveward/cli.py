@@ -19,12 +19,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from liveward.commands import bench, run, schemas, stack, topics, worker
+    from liveward.commands import bench, geo, run, schemas, stack, topics, worker
 
     app.add_typer(stack.app, name="stack")
     app.add_typer(topics.app, name="topics")
     app.add_typer(schemas.app, name="schemas")
     app.add_typer(bench.app, name="bench")
+    app.add_typer(geo.app, name="geo")
     app.command("worker")(worker.worker)
     app.command("run")(run.run)
 

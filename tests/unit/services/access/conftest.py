@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from services.access.demo_geo import GeoDatabases, write_geo_databases
 from services.access.geo import GeoResolver
 from services.access.policy import PolicyBook
-
-# The shared builders live in the `tests` package at the repository root, which the
-# `pytest` script does not put on sys.path by itself (pytest's `pythonpath` setting would).
-_ROOT = str(Path(__file__).resolve().parents[4])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.fixtures.geo import GeoDatabases, write_geo_databases  # noqa: E402
 
 
 @pytest.fixture(scope="session")
