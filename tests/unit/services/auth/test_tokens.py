@@ -236,6 +236,12 @@ def test_a_tampered_signature_fails(ring: Keyring) -> None:
     assert rejection(verifier_for(ring), f"{head}.{body}.{b64(bytes(raw))}") == "signature-invalid"
 
 
+@pytest.mark.parametrize("cut", [slice(0, -2), slice(0, 10), slice(1, None), slice(0, 0)])
+def test_a_signature_that_is_not_64_bytes_fails_the_signature(ring: Keyring, cut: slice) -> None:
+    head, body, sig = signed(ring).split(".")
+    assert rejection(verifier_for(ring), f"{head}.{body}.{sig[cut]}") == "signature-invalid"
+
+
 def test_expiry_and_not_before_allow_the_clock_skew_and_no_more(ring: Keyring) -> None:
     token, claims, verifier = signed(ring), make_claims(), verifier_for(ring)
     verifier.verify(token, now=claims.expires_at + CLOCK_SKEW_S - 1)
