@@ -13,6 +13,11 @@ from liveward.settings import load_settings
 app = typer.Typer(help="Run an HTTP edge (auth).", no_args_is_help=True)
 
 
+@app.callback()
+def serve() -> None:
+    """Run an HTTP edge in the foreground; stop it with Ctrl-C or SIGTERM."""
+
+
 @app.command("auth")
 def auth(
     port: Annotated[int | None, typer.Option(help="Port (default: settings, 8081).")] = None,
@@ -42,3 +47,7 @@ def auth(
     port = port or settings.services.auth_port
     Console().print(f"auth on http://{host}:{port} (stop with Ctrl-C)")
     run_auth_service(settings, host=host, port=port)
+
+
+if __name__ == "__main__":
+    app()

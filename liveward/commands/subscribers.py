@@ -11,7 +11,15 @@ from rich.console import Console
 
 from liveward.settings import load_settings
 
-app = typer.Typer(help="Subscriber entitlements (the compacted subscribers topic).")
+app = typer.Typer(
+    help="Subscriber entitlements (the compacted subscribers topic).", no_args_is_help=True
+)
+
+
+@app.callback()
+def subscribers() -> None:
+    """Subscriber entitlements on the compacted `subscribers.entitlements` topic."""
+
 
 # Records per confirmed batch: large enough for throughput, small enough to report progress.
 BATCH = 10_000
@@ -74,3 +82,7 @@ def load(
         producer.close()
     console.print(f"{summary}: loaded {len(events)} subscribers")
     raise typer.Exit(1 if parsed.errors else 0)
+
+
+if __name__ == "__main__":
+    app()
