@@ -376,11 +376,12 @@ class SigningKeys:
         key = ring.signing_key(self._clock())
         if key is None:
             raise KeyringError("no signing key covers the current time")
-        signer = self._signers.get(key.kid)
-        if signer is None:
-            live = {k.kid for k in ring.keys}
-            self._signers = {kid: s for kid, s in self._signers.items() if kid in live}
-            signer = self._signers[key.kid] = key.signer()
+        with self._lock:
+            signer = self._signers.get(key.kid)
+            if signer is None:
+                live = {k.kid for k in ring.keys}
+                self._signers = {kid: s for kid, s in self._signers.items() if kid in live}
+                signer = self._signers[key.kid] = key.signer()
         return key, signer
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
