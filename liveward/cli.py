@@ -19,13 +19,29 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from liveward.commands import bench, geo, run, schemas, stack, topics, worker
+    from liveward.commands import (
+        audit,
+        bench,
+        drill,
+        geo,
+        run,
+        schemas,
+        serve,
+        stack,
+        subscribers,
+        topics,
+        worker,
+    )
 
     app.add_typer(stack.app, name="stack")
     app.add_typer(topics.app, name="topics")
     app.add_typer(schemas.app, name="schemas")
     app.add_typer(bench.app, name="bench")
     app.add_typer(geo.app, name="geo")
+    app.add_typer(serve.app, name="serve")
+    app.add_typer(subscribers.app, name="subscribers")
+    app.add_typer(audit.app, name="audit")
+    app.add_typer(drill.app, name="drill")
     app.command("worker")(worker.worker)
     app.command("run")(run.run)
 
