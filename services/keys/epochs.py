@@ -1,10 +1,11 @@
 """Epoch master keys: generated, wrapped under every region's KEK into a `KeyEpoch`, unwrapped.
 
 Each region's copy is wrapped with associated data that binds the copy to the epoch's
-id, its region and the fields that decide which content keys it yields (`started_at`,
-`period_seconds`, `emergency`): whoever can write to `keys.epochs` but holds no KEK can
-neither move a copy to another epoch or region nor shift when an epoch takes effect
-without every region refusing it (`unwrap-failed`).
+id, its region and every field that decides which periods it governs (`started_at`,
+`occurred_at` — the tie-break between epochs starting together —, `period_seconds`,
+`emergency`): whoever can write to `keys.epochs` but holds no KEK can neither move a copy
+to another epoch or region nor change when an epoch takes effect without every region
+refusing it (`unwrap-failed`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,24 @@ def new_epoch_id(started_at_ms: int) -> str:
 
 
 def wrap_context(
-    *, epoch_id: str, region: str, started_at: int, period_seconds: int, emergency: bool
+    *,
+    epoch_id: str,
+    region: str,
+    started_at: int,
+    created_at: int,
+    period_seconds: int,
+    emergency: bool,
 ) -> bytes:
     """The associated data a region's copy is wrapped with (compact JSON array, UTF-8)."""
-    fields = [WRAP_CONTEXT_LABEL, epoch_id, region, started_at, period_seconds, emergency]
+    fields = [
+        WRAP_CONTEXT_LABEL,
+        epoch_id,
+        region,
+        started_at,
+        created_at,
+        period_seconds,
+        emergency,
+    ]
     return json.dumps(fields, separators=(",", ":")).encode()
 
 
@@ -53,7 +68,10 @@ def build_key_epoch(
     event_id: str,
     occurred_at: int,
 ) -> KeyEpoch:
-    """The `KeyEpoch` event: one copy of master_key per region in keks, never the key itself."""
+    """The `KeyEpoch` event: one copy of master_key per region in keks, never the key itself.
+
+    `occurred_at` is the epoch's creation time; a re-wrapped epoch keeps it.
+    """
     if len(master_key) != MASTER_KEY_BYTES:
         raise KeyHierarchyError(
             f"an epoch master key is {MASTER_KEY_BYTES} bytes", reason="bad-master-key"
@@ -66,6 +84,7 @@ def build_key_epoch(
             epoch_id=epoch_id,
             region=region,
             started_at=started_at,
+            created_at=occurred_at,
             period_seconds=period_seconds,
             emergency=emergency,
         )
@@ -95,6 +114,7 @@ def unwrap_master_key(epoch: KeyEpoch, keks: KeyEncryptionKeys) -> bytes:
         epoch_id=epoch.epoch_id,
         region=keks.region,
         started_at=epoch.started_at,
+        created_at=epoch.occurred_at,
         period_seconds=epoch.period_seconds,
         emergency=epoch.emergency,
     )

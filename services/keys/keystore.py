@@ -162,6 +162,11 @@ class EpochKeys:
         """Epochs in the timeline this region cannot unwrap, with the reason code."""
         return dict(self._timeline.unavailable)
 
+    def event(self, epoch_id: str) -> KeyEpoch | None:
+        """The `KeyEpoch` as read (wrapped copies only), e.g. to re-wrap it."""
+        with self._lock:
+            return self._events.get(epoch_id)
+
     def has_epoch(self, epoch_id: str) -> bool:
         return any(e.epoch_id == epoch_id for e in self._timeline.epochs)
 

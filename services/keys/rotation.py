@@ -20,7 +20,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.keys.epochs import build_key_epoch, new_epoch_id, new_master_key
+from services.keys.epochs import (
+    build_key_epoch,
+    new_epoch_id,
+    new_master_key,
+    unwrap_master_key,
+)
 from services.keys.errors import KeyHierarchyError
 from services.keys.keystore import EpochKeys
 from services.keys.kms import KeyEncryptionKeys
@@ -190,18 +195,56 @@ class Rotator:
             self._announced[event.content_id] = (event.period, event.key_id)
         return tuple(events)
 
-    def run(self, stop: threading.Event, *, duration: float | None = None) -> None:
+    def rewrap(self) -> tuple[str, ...]:
+        """Re-publish every epoch wrapped under each region's newest KEK; returns their ids.
+
+        After a KEK rotation (old copies then move to the new version) or when a region
+        joins (it gets a copy of every epoch). The epoch id, master, times and so every
+        content key stay the same; compaction then drops the old copies from the topic.
+        """
+        own = self._keks[self.region]
+        events = []
+        for info in self._keys.epochs():
+            current = self._keys.event(info.epoch_id)
+            if current is None or info.epoch_id in self._keys.unavailable():
+                continue
+            events.append(
+                build_key_epoch(
+                    master_key=unwrap_master_key(current, own),
+                    epoch_id=current.epoch_id,
+                    started_at=current.started_at,
+                    period_seconds=current.period_seconds,
+                    emergency=current.emergency,
+                    keks=self._keks,
+                    emitted_by=self.region,
+                    event_id=new_event_id(),
+                    occurred_at=current.occurred_at,
+                )
+            )
+        if events:
+            self._publisher.send_all(self._topics.epochs, events)
+        for event in events:
+            self._keys.add(event)
+        return tuple(e.epoch_id for e in events)
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        duration: float | None = None,
+        on_step: Callable[[RotationOutcome], None] | None = None,
+    ) -> None:
         """Tick at every period boundary (and at least every second) until stop or duration.
 
         Kafka trouble is logged and retried on the next tick; a `period-length-change`
-        (a configuration error) ends the loop.
+        (a configuration error) ends the loop. `on_step` sees every step that did something.
         """
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.is_set():
             try:
                 outcome = self.tick()
-                for epoch in outcome.created:
-                    log.info("epoch %s published, starts at %d", epoch.epoch_id, epoch.started_at)
+                if on_step is not None and (outcome.created or outcome.announced):
+                    on_step(outcome)
             except StreamsError as exc:
                 log.error("rotation step failed, retrying: [%s] %s", exc.reason, exc)
             except KeyHierarchyError as exc:

@@ -91,6 +91,7 @@ def test_a_copy_moved_to_another_region_fails(keks: dict[str, InMemoryKeks]) -> 
         {"started_at": T0 + 120_000},
         {"period_seconds": 60},
         {"emergency": True},
+        {"occurred_at": T0 + 1},
     ],
 )
 def test_changing_what_the_copy_is_bound_to_fails(
@@ -104,9 +105,14 @@ def test_changing_what_the_copy_is_bound_to_fails(
 
 def test_the_wrap_context_is_documented_json() -> None:
     context = wrap_context(
-        epoch_id="e1", region="eu-west", started_at=5, period_seconds=60, emergency=False
+        epoch_id="e1",
+        region="eu-west",
+        started_at=5,
+        created_at=4,
+        period_seconds=60,
+        emergency=False,
     )
-    assert context == b'["liveward key epoch v1","e1","eu-west",5,60,false]'
+    assert context == b'["liveward key epoch v1","e1","eu-west",5,4,60,false]'
 
 
 def test_epoch_ids_say_when_and_are_unique() -> None:

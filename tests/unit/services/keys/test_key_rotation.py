@@ -307,3 +307,36 @@ def test_no_key_travels_in_clear_on_any_topic_or_log(
             assert form.encode() not in wire
     for key in content_keys:
         assert key.key.hex() not in repr(key)
+
+
+def test_rewrap_moves_copies_to_a_rotated_kek_and_to_a_new_region_keeping_every_key(
+    keks: dict[str, KeyEncryptionKeys], publisher: RecordingPublisher, clock: Clock
+) -> None:
+    rotator = make_rotator(keks, publisher, clock)
+    rotator.tick()
+    rotator.rotate()
+    before = EpochKeys(keks["us-east"], clock=clock)
+    publisher.replay_into(before)
+    expected = [before.content_key("channel-1", T0 // P + i) for i in range(4)]
+
+    new_kek = keks["us-east"].rotate()
+    grown = {**keks, "ap-south": InMemoryKeks("ap-south")}
+    rewrapper = Rotator(rotator_keys(keks, publisher, clock), grown, publisher, clock=clock)
+    assert len(rewrapper.rewrap()) == 2
+
+    for region in ("us-east", "ap-south"):
+        after = EpochKeys(grown[region], clock=clock)
+        publisher.replay_into(after)
+        assert not after.unavailable()
+        assert [after.content_key("channel-1", T0 // P + i) for i in range(4)] == expected
+    latest = publisher.events(TOPICS.epochs.name)[-1]
+    assert isinstance(latest, KeyEpoch)
+    assert dict((c.region, c.kek_id) for c in latest.wrapped_keys)["us-east"] == new_kek
+
+
+def rotator_keys(
+    keks: dict[str, KeyEncryptionKeys], publisher: RecordingPublisher, clock: Clock
+) -> EpochKeys:
+    keys = EpochKeys(keks["eu-west"], clock=clock)
+    publisher.replay_into(keys)
+    return keys
