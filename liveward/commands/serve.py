@@ -47,7 +47,3 @@ def auth(
     port = port or settings.services.auth_port
     Console().print(f"auth on http://{host}:{port} (stop with Ctrl-C)")
     run_auth_service(settings, host=host, port=port)
-
-
-if __name__ == "__main__":
-    app()

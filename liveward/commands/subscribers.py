@@ -82,7 +82,3 @@ def load(
         producer.close()
     console.print(f"{summary}: loaded {len(events)} subscribers")
     raise typer.Exit(1 if parsed.errors else 0)
-
-
-if __name__ == "__main__":
-    app()

@@ -38,14 +38,7 @@ from services.auth.tokens import CLOCK_SKEW_S, GeoBinding, TokenVerifier, sign_t
 from streams.codec import AvroEvent, default_codec
 from streams.consumer import consumer_config
 from streams.events import SubscriberEntitlements, TokenIssued, TokenUsed, UseDecision
-
-# The shared builders live in the `tests` package at the repository root, which the
-# `pytest` script does not put on sys.path by itself.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.fixtures.geo import write_geo_databases  # noqa: E402
+from tests.fixtures.geo import write_geo_databases
 
 ADMIN_KEY, APP_KEY = "it-admin-key", "it-app-key"
 ORIGIN = {"Origin": "https://player.example"}
@@ -82,7 +75,7 @@ def _start(settings: Settings, name: str, port: int) -> ManagedProcess:
         log_file=settings.log_dir / f"test-{name}.log",
     )
     process.start(
-        [sys.executable, "-m", "liveward.commands.serve", "auth", "--port", str(port)],
+        [sys.executable, "-m", "liveward.cli", "serve", "auth", "--port", str(port)],
         env={**os.environ, **settings.as_env()},
     )
     return process
@@ -429,7 +422,7 @@ def test_the_bulk_loader_feeds_the_service(
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"viewer_id": "ok-1", "device_classes": ["tv"]}\n{oops\n')
     env = {**os.environ, **auth.settings.as_env()}
-    command = [sys.executable, "-m", "liveward.commands.subscribers", "load"]
+    command = [sys.executable, "-m", "liveward.cli", "subscribers", "load"]
     refused = subprocess.run(
         [*command, str(bad)], env=env, capture_output=True, text=True, check=False
     )
