@@ -119,6 +119,12 @@ def _peer(request: Request) -> str:
     return request.client.host if request.client is not None else ""
 
 
+def _forwarded_for(request: Request) -> str | None:
+    # Every X-Forwarded-For header, in order: a proxy may add its own instead of appending.
+    values = request.headers.getlist("x-forwarded-for")
+    return ",".join(values) if values else None
+
+
 def _token_answer(issued: IssuedToken) -> dict[str, Any]:
     claims = issued.claims
     return {
@@ -181,9 +187,7 @@ def create_auth_app(service: AuthService, settings: Settings) -> FastAPI:
     @app.post("/v1/tokens")
     def issue_token(body: TokenRequest, request: Request) -> Response:
         keys.require(request, "admin", "app")
-        ip = service.client_address(
-            _peer(request), request.headers.get("x-forwarded-for"), body.client_ip
-        )
+        ip = service.client_address(_peer(request), _forwarded_for(request), body.client_ip)
         issued = service.issue(
             viewer_id=body.viewer_id,
             content_id=body.content_id,
@@ -195,15 +199,17 @@ def create_auth_app(service: AuthService, settings: Settings) -> FastAPI:
 
     @app.post("/v1/tokens/renew")
     def renew_token(request: Request) -> Response:
-        ip = service.client_address(_peer(request), request.headers.get("x-forwarded-for"), None)
+        ip = service.client_address(_peer(request), _forwarded_for(request), None)
         issued = service.renew(_bearer(request), ip=ip)
         return json_response(_token_answer(issued))
 
     @app.post("/v1/tokens/introspect")
     def introspect(body: IntrospectRequest, request: Request) -> Response:
-        ip = service.client_address(
-            _peer(request), request.headers.get("x-forwarded-for"), body.client_ip
-        )
+        # The bearer is the player's token; only an edge service (with its own key) may
+        # assert where the player is, or a thief could claim the viewer's address.
+        if body.client_ip is not None and keys.role(request.headers.get("x-api-key")) is None:
+            raise ApiKeyInvalid("client_ip may only be asserted by an edge service (X-Api-Key)")
+        ip = service.client_address(_peer(request), _forwarded_for(request), body.client_ip)
         verdict = service.introspect(_bearer(request), content_id=body.content_id, ip=ip)
         decision = verdict.decision
         return json_response(

@@ -166,11 +166,22 @@ def _bearer(token: str, **extra: str) -> dict[str, str]:
 def _introspect(
     client: httpx.Client, token: str, content: str = "sports/final", ip: str = SE_IP
 ) -> httpx.Response:
+    # The test acts as an edge service reporting where its player is: that takes its key.
     return client.post(
         "/v1/tokens/introspect",
         json={"content_id": content, "client_ip": ip},
+        headers=_bearer(token, **{"X-Api-Key": APP_KEY}),
+    )
+
+
+def test_a_player_cannot_claim_an_address_at_introspection(client: httpx.Client) -> None:
+    token = _token(client, _viewer(client))["token"]
+    response = client.post(
+        "/v1/tokens/introspect",
+        json={"content_id": "sports/final", "client_ip": SE_IP},
         headers=_bearer(token),
     )
+    _refused(response, 401, "api-key-invalid")
 
 
 def _refused(response: httpx.Response, status: int, reason: str) -> None:
