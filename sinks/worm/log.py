@@ -36,7 +36,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -161,6 +161,18 @@ def seal(path: Path) -> None:
 
 def is_sealed(path: Path) -> bool:
     return path.stat().st_mode & 0o222 == 0
+
+
+class SealedFileReplica(Protocol):
+    """Somewhere sealed files are also kept, out of the writer's reach (see sinks/worm/s3.py).
+
+    `put` is called with each file as it is sealed; `sync` with every sealed file when
+    the log opens, to catch up on what a failure or a crash left behind.
+    """
+
+    def put(self, path: Path) -> None: ...
+
+    def sync(self, paths: Sequence[Path]) -> None: ...
 
 
 class LogReader:
@@ -301,8 +313,10 @@ class LocalLog(LogReader):
         topic: str = "drm.licenses",
         segment_records: int = DEFAULT_SEGMENT_RECORDS,
         clock: Callable[[], int] = now_ms,
+        replica: SealedFileReplica | None = None,
     ) -> None:
         super().__init__(directory)
+        self._replica = replica
         if segment_records < 1:
             raise WormError("segment_records must be at least 1", reason="bad-config")
         self._key = signing_key
@@ -324,6 +338,8 @@ class LocalLog(LogReader):
         try:
             self._ensure_metadata(origin, topic)
             self._recover()
+            if self._replica is not None:
+                self._replica.sync(self.sealed_files())
         except BaseException:
             self.close()
             raise
@@ -551,6 +567,9 @@ class LocalLog(LogReader):
         seal(active.segment_path)
         seal(active.index_path)
         self._active = None
+        if self._replica is not None:
+            self._replica.put(active.segment_path)
+            self._replica.put(active.index_path)
 
     def checkpoint(self, timestamp_ms: int | None = None) -> Checkpoint | None:
         """Sign a checkpoint of the whole log (None while it is empty).
@@ -584,7 +603,17 @@ class LocalLog(LogReader):
                 f"writing checkpoint {final.name}: {exc}", reason="write-failed"
             ) from exc
         self._latest = checkpoint
+        if self._replica is not None:
+            self._replica.put(final)
         return checkpoint
+
+    def sealed_files(self) -> list[Path]:
+        """Every read-only file of the log: metadata, checkpoints, full segments and indexes."""
+        files = [self.metadata_path, *(path for _, path in self.checkpoint_files())]
+        for _, segment in self.segment_files():
+            index = segment.with_suffix(INDEX_SUFFIX)
+            files.extend(path for path in (segment, index) if path.exists() and is_sealed(path))
+        return files
 
     def close(self) -> None:
         """Close the files and release the writer lock (no checkpoint: see `checkpoint`)."""

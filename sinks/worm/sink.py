@@ -23,7 +23,7 @@ from sinks.backoff import Backoff
 from sinks.worm.entries import LogEntry
 from sinks.worm.errors import WormError
 from sinks.worm.keys import default_log_dir, load_or_create_signing_key, signing_key_path
-from sinks.worm.log import DEFAULT_SEGMENT_RECORDS, LocalLog
+from sinks.worm.log import DEFAULT_SEGMENT_RECORDS, LocalLog, SealedFileReplica
 from streams.codec import default_codec
 from streams.consumer import ConsumedEvent, EventConsumer
 from streams.deadletter import DeadLetterPublisher
@@ -79,8 +79,10 @@ class LicenseLogSink:
         poll_timeout_s: float = 0.5,
         backoff: Backoff | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        replica: SealedFileReplica | None = None,
     ) -> None:
         self._settings = settings
+        self._replica = replica
         self.log_dir = log_dir or default_log_dir(settings)
         self.origin = origin or default_origin(settings)
         self._group_id = group_id
@@ -115,6 +117,7 @@ class LicenseLogSink:
             signing_key=self._signing_key,
             topic=self._topic,
             segment_records=self._segment_records,
+            replica=self._replica,
         )
 
     def _open_consumer(self) -> EventConsumer:
