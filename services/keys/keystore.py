@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -291,6 +292,7 @@ class KeyStore(EpochKeys):
             clock=clock,
         )
         self._changed = threading.Condition()
+        self._seen_at: dict[str, float] = {}
         self._view = CompactedTopicView(settings, topic, KeyEpoch, on_change=self._on_change)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -307,6 +309,11 @@ class KeyStore(EpochKeys):
         with self._changed:
             return self._changed.wait_for(lambda: self.has_epoch(epoch_id), timeout)
 
+    def seen_at(self, epoch_id: str) -> float | None:
+        """When (`time.monotonic()`) this store first took the epoch in; for drills."""
+        with self._changed:
+            return self._seen_at.get(epoch_id)
+
     def close(self) -> None:
         self._view.close()
 
@@ -316,4 +323,6 @@ class KeyStore(EpochKeys):
         else:
             self.add(event)
         with self._changed:
+            if event is not None:
+                self._seen_at.setdefault(event.epoch_id, time.monotonic())
             self._changed.notify_all()

@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 
 from liveward.commands.keys import app
 from liveward.settings import Settings
+from services.keys.drill import emergency_switch
 from services.keys.epochs import unwrap_master_key
 from services.keys.errors import KeyHierarchyError
+from services.keys.exposure import content_key_exposure, master_key_exposure
 from services.keys.keystore import KeyStore
 from services.keys.kms import InMemoryKeks, local_keks, local_keks_of_every_region
 from services.keys.rotation import KeyTopics, Rotator
@@ -186,3 +188,45 @@ def test_the_rotation_loop_announces_periods(kafka_cluster: Settings) -> None:
     )
     assert result.exit_code == 0, result.output
     assert re.search(r"period \d+ .*: 1 contents, epoch \S+", result.output), result.output
+
+
+def test_key_leak_response_switches_every_region_and_bounds_the_blast_radius(
+    kafka_cluster: Settings, topics: KeyTopics, stores: list[KeyStore]
+) -> None:
+    settings = kafka_cluster
+    rotator_keys = open_store(settings, stores, settings.region, topics.epochs.name)
+    producer = EventProducer(settings)
+    rotator = Rotator(
+        rotator_keys,
+        local_keks_of_every_region(settings),
+        producer,
+        policy=RotationPolicy(period_seconds=60),
+        contents=lambda: CONTENTS,
+        topics=topics,
+    )
+    rotator.tick()
+    regions = [open_store(settings, stores, r, topics.epochs.name) for r in ("eu-west", "us-east")]
+
+    leaked_key = regions[1].content_key_at(CONTENTS[0], now_ms())
+    key_leak = content_key_exposure(
+        leaked_key.content_id, leaked_key.period, leaked_key.epoch_id, 60
+    )
+    assert (key_leak.content_ids, key_leak.periods) == ((CONTENTS[0],), 1)
+    leaked_epoch = leaked_key.epoch_id
+    assert not master_key_exposure(regions[1].epochs(), leaked_epoch).contained
+
+    report = emergency_switch(rotator, regions, timeout=30)
+    producer.close()
+    print(
+        f"\nemergency epoch confirmed in {report.confirmed_s * 1000:.0f} ms; regions serving "
+        f"it after {', '.join(f'{r} {s * 1000:.0f} ms' for r, s in report.regions_s.items())}"
+    )
+    assert set(report.regions_s) == {"eu-west", "us-east"}
+    assert report.slowest_s < 10
+    for region in regions:
+        current = region.content_key_at(CONTENTS[0], now_ms())
+        assert current.epoch_id == report.epoch.epoch_id
+        assert region.key_by_id(leaked_key.key_id, content_id=CONTENTS[0]) is None
+        radius = master_key_exposure(region.epochs(), leaked_epoch)
+        assert radius.contained
+        assert radius.end_ms == report.epoch.started_at
