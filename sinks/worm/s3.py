@@ -1,7 +1,7 @@
 """An S3 Object Lock (compliance mode) replica of the log's sealed files. UNTESTED against S3.
 
 There is no S3 where liveward is built, so this module has only been run against a
-recording stand-in for the S3 client (tests/unit/sinks/worm/test_s3_replica.py), which
+recording stand-in for the S3 client (tests/unit/sinks/worm/test_worm_s3_replica.py), which
 checks the calls it makes, not what S3 does with them. Treat it as a starting point.
 
 What it does: every file the local log seals (log.json, each checkpoint note as it is
