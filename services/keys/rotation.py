@@ -305,5 +305,5 @@ class Rotator:
         )
         for epoch in epochs:
             self._keys.remove(epoch.epoch_id)
-            log.warning("withdrew pending epoch %s", epoch.epoch_id)
+            log.info("withdrew pending epoch %s", epoch.epoch_id)
         return tuple(e.epoch_id for e in epochs)
