@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from liveward.settings import Settings
 from sinks.backoff import Backoff
 from sinks.worm.entries import LogEntry
@@ -33,6 +35,9 @@ from streams.meta import now_ms
 from streams.producer import EventProducer
 
 log = logging.getLogger(__name__)
+
+# What a turn may fail with and the sink survives by reopening: nothing was committed.
+_RECOVERABLE = (WormError, StreamsError, KafkaException, OSError)
 
 GROUP_ID = "liveward-license-log"
 LICENSES_TOPIC = "drm.licenses"
@@ -150,7 +155,7 @@ class LicenseLogSink:
             try:
                 self.step()
                 attempt = 0
-            except (WormError, StreamsError, OSError) as exc:
+            except _RECOVERABLE as exc:
                 attempt += 1
                 self.stats.failures += 1
                 delay = self._backoff.delay(attempt)
@@ -160,12 +165,21 @@ class LicenseLogSink:
                 self._release(commit=False)
                 if stop.wait(delay):
                     return
-                try:
-                    self.log = self._open_log()
-                    self._consumer = self._open_consumer()
-                    self._closed = False
-                except (WormError, StreamsError, OSError) as reopen_failed:
-                    log.error("license log sink: reopening failed: %s", reopen_failed)
+                self._reopen()
+
+    def _reopen(self) -> None:
+        try:
+            self.log = self._open_log()
+        except _RECOVERABLE as exc:
+            log.error("license log sink: reopening the log failed: %s", exc)
+            return
+        try:
+            self._consumer = self._open_consumer()
+        except _RECOVERABLE as exc:
+            self.log.close()  # or the next attempt would find its own writer lock held
+            log.error("license log sink: reopening the consumer failed: %s", exc)
+            return
+        self._closed = False
 
     def step(self) -> int:
         """One turn: poll, append and fsync, maybe checkpoint, commit. Returns records appended."""
@@ -228,7 +242,7 @@ class LicenseLogSink:
         finally:
             try:
                 self._consumer.close()
-            except RuntimeError as exc:  # closing twice after a failed turn
+            except (RuntimeError, KafkaException) as exc:  # a consumer a failed turn broke
                 log.warning("license log sink: closing the consumer: %s", exc)
             finally:
                 self.log.close()
