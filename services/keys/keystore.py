@@ -45,7 +45,7 @@ EPOCHS_TOPIC = "keys.epochs"
 # key_by_id looks this far back for a content's key ids (DVR windows, late players).
 DEFAULT_LOOKBACK_SECONDS = 3_600
 # Derived keys kept for key_by_id and repeat requests; cleared whenever an epoch changes.
-MAX_CACHED_KEYS = 200_000
+MAX_CACHED_KEYS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
