@@ -1,4 +1,4 @@
-"""The license log sink on a real broker: offset order, commits behind fsync, crash and restart.
+"""The license log sink on a real broker: offset order, commits behind fsync, crashes, failures.
 
 Every LicenseIssued record of `drm.licenses` must end up in the log exactly once, in
 offset order, whatever else the session produced there; a crash between the fsync and
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from typer.testing import CliRunner
 from liveward.commands.audit import app as audit_app
 from liveward.settings import Settings
 from schemas import SCHEMA_DIR
+from sinks.backoff import Backoff
 from sinks.worm.audit import verify_log
 from sinks.worm.entries import LogEntry
+from sinks.worm.errors import WormError
 from sinks.worm.keys import load_public_key, public_key_path
 from sinks.worm.log import LogReader, scan_segment
 from sinks.worm.sink import LICENSES_TOPIC, LicenseLogSink
@@ -190,3 +193,54 @@ def test_licenses_land_in_offset_order_and_survive_a_crash_before_commit(
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["records"] == len(expected)
+
+
+class FlakyReplica:
+    """A sealed-file replica whose first checkpoint upload fails, as an unreachable bucket would."""
+
+    def __init__(self) -> None:
+        self.failures_left = 1
+        self.stored: set[Path] = set()
+
+    def put(self, path: Path) -> None:
+        if self.failures_left and path.suffix == ".note":
+            self.failures_left -= 1
+            raise WormError(f"{path.name}: bucket unreachable", reason="replica-failed")
+        self.stored.add(path)
+
+    def sync(self, paths: Sequence[Path]) -> None:
+        for path in paths:
+            if path not in self.stored:
+                self.put(path)
+
+
+def test_a_failed_turn_reopens_and_the_log_goes_on_without_gaps(settings: Settings) -> None:
+    producer = EventProducer(settings)
+    producer.send_all(LICENSES_TOPIC, licenses(40, uuid.uuid4().hex[:8]))
+    producer.close()
+    expected = topic_licenses(settings)
+    log_dir = settings.state_dir / "worm" / "log"
+    replica = FlakyReplica()
+
+    sink = LicenseLogSink(
+        settings,
+        group_id=f"license-log-{uuid.uuid4().hex[:8]}",
+        batch_size=16,
+        checkpoint_every=10,
+        backoff=Backoff(initial=0.1, cap=0.5),
+        replica=replica,
+    )
+    sink.start()
+    try:
+        deadline = time.monotonic() + 30
+        while log_licenses(log_dir) != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        sink.stop()
+
+    assert sink.stats.failures == 1
+    assert log_licenses(log_dir) == expected
+    key, name = load_public_key(public_key_path(settings))
+    report = verify_log(log_dir, key, name=name)
+    assert report.ok, report.problems
+    assert {p.name for p in replica.stored} >= {"log.json", f"{len(expected):020d}.note"}
