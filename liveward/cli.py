@@ -24,6 +24,7 @@ def _register() -> None:
         bench,
         drill,
         geo,
+        keys,
         run,
         schemas,
         serve,
@@ -42,6 +43,7 @@ def _register() -> None:
     app.add_typer(subscribers.app, name="subscribers")
     app.add_typer(audit.app, name="audit")
     app.add_typer(drill.app, name="drill")
+    app.add_typer(keys.app, name="keys")
     app.command("worker")(worker.worker)
     app.command("run")(run.run)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,10 +55,15 @@ class _Pending:
         self.delivered: list[Delivered] = []
         self.errors: list[str] = []
         self.done = threading.Event()
+        self._lock = threading.Lock()
         if expected == 0:
             self.done.set()
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        with self._lock:
+            self._record(err, msg)
+
+    def _record(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.errors.append(f"{msg.topic()}: {err.str()}")
         else:
@@ -89,6 +93,15 @@ class EventProducer:
         self._codec = codec or default_codec()
         self._catalog = catalog
         self._producer = Producer(producer_config(settings, **(config or {})))
+        # One thread serves every delivery callback, so callers on any thread (an HTTP
+        # handler pool) just wait on their own batch; nobody sleeps in someone else's poll.
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._serve_callbacks, daemon=True)
+        self._poller.start()
+
+    def _serve_callbacks(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.05)
 
     @property
     def codec(self) -> AvroCodec:
@@ -146,14 +159,10 @@ class EventProducer:
             raise DeliveryFailed(f"{topic}: {exc}") from exc
 
     def _wait(self, pending: _Pending, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not pending.done.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DeliveryFailed(
-                    f"{pending.remaining} records not acknowledged within {timeout:.0f}s"
-                )
-            self._producer.poll(min(left, 0.1))
+        if not pending.done.wait(timeout):
+            raise DeliveryFailed(
+                f"{pending.remaining} records not acknowledged within {timeout:.0f}s"
+            )
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for everything in flight; returns how many records are still queued."""
@@ -161,3 +170,5 @@ class EventProducer:
 
     def close(self) -> None:
         self.flush()
+        self._closing.set()
+        self._poller.join(timeout=1.0)

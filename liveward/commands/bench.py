@@ -43,9 +43,12 @@ def backbone(
     with _kafka(settings), console.status(f"producing and consuming {events:,} events, 5 ways"):
         result = run_backbone_bench(settings, events)
     table = Table(
-        "measurement", "events/s", "vs raw confluent-kafka", "vs Java ProducerPerformance",
+        "measurement",
+        "events/s",
+        "vs raw confluent-kafka",
+        "vs Java ProducerPerformance",
         title=f"backbone: {events:,} events of ~{result.record_bytes} B, 1 broker, acks=all",
-    )  # fmt: skip
+    )
 
     def ratio(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}x"
@@ -67,3 +70,73 @@ def backbone(
             ratio(result.ratio(figure, java)),
         )
     console.print(table)
+
+
+@app.command()
+def tokens(
+    count: int = typer.Option(5_000, help="Tokens signed and verified in process."),
+    rate: int = typer.Option(100, help="Offered POST /v1/tokens rate, requests/s."),
+    seconds: float = typer.Option(10.0, help="How long to offer that rate."),
+) -> None:
+    """Token issue/verify next to raw Ed25519, and HTTP issue latency at a fixed rate."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.tokens import measure_crypto, measure_http_issue
+    from infra.live_system import live_system, with_demo_geo
+
+    console = Console()
+    crypto = measure_crypto(count)
+    table = Table(
+        "operation",
+        "per second",
+        "raw Ed25519 per second",
+        "ratio",
+        title=f"tokens in process ({count:,} each, {crypto.token_bytes} B tokens)",
+    )
+    table.add_row(
+        "issue (claims → signed JWT)",
+        f"{crypto.issue_per_s:,.0f}",
+        f"{crypto.raw_sign_per_s:,.0f}",
+        f"{crypto.issue_per_s / crypto.raw_sign_per_s:.2f}x",
+    )
+    table.add_row(
+        "verify (JWT → checked claims)",
+        f"{crypto.verify_per_s:,.0f}",
+        f"{crypto.raw_verify_per_s:,.0f}",
+        f"{crypto.verify_per_s / crypto.raw_verify_per_s:.2f}x",
+    )
+    console.print(table)
+
+    base = load_settings()
+    with tempfile.TemporaryDirectory(prefix="liveward-bench-") as scratch:
+        settings = with_demo_geo(base, Path(scratch) / "geo")
+        with (
+            console.status(f"POST /v1/tokens at {rate}/s for {seconds:.0f} s"),
+            live_system(settings, auth_regions=(settings.region,), worker=False) as system,
+        ):
+            figures = measure_http_issue(
+                system.of("auth")[0].url,
+                admin_key=settings.auth.admin_api_key.get_secret_value(),
+                app_key=settings.auth.app_api_key.get_secret_value(),
+                rate_per_s=rate,
+                seconds=seconds,
+            )
+    latency = Table(
+        "offered rate",
+        "requests",
+        "p50",
+        "p99",
+        "max",
+        "errors",
+        title="HTTP token issue (TokenIssued confirmed by Kafka before the answer)",
+    )
+    latency.add_row(
+        f"{figures.rate_per_s}/s",
+        str(figures.requests),
+        f"{figures.p50_ms:.1f} ms",
+        f"{figures.p99_ms:.1f} ms",
+        f"{figures.max_ms:.1f} ms",
+        str(figures.errors),
+    )
+    console.print(latency)
