@@ -76,6 +76,37 @@ class ServiceSettings(BaseModel):
     steering_port: int = 8084
     # Requests larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = 1_048_576
+    # Where other services find the auth service's JWKS; default: this host's auth port.
+    auth_url: str | None = None
+
+    @property
+    def auth_base_url(self) -> str:
+        return self.auth_url or f"http://{self.host}:{self.auth_port}"
+
+
+class KeySettings(BaseModel):
+    """Content-key periods and epoch rotation (see services/keys)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # A content key lives one period; a license carries the current and the next one.
+    period_seconds: int = Field(default=120, ge=10, le=86_400)
+    # A new epoch master key this often, published lead_seconds ahead.
+    epoch_seconds: int = 86_400
+    lead_seconds: int = 3_600
+    # How far back a key id may be looked up (DVR windows, late players).
+    lookback_seconds: int = 3_600
+
+
+class WormSettings(BaseModel):
+    """The tamper-evident license log (see sinks/worm)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    log_dir: Path | None = None
+    checkpoint_records: int = 1_000
+    checkpoint_interval_s: float = 10.0
+    segment_records: int = 65_536
 
 
 class AuthSettings(BaseModel):
@@ -128,6 +159,8 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     services: ServiceSettings = ServiceSettings()
     auth: AuthSettings = AuthSettings()
+    keys: KeySettings = KeySettings()
+    worm: WormSettings = WormSettings()
 
     def as_env(self) -> dict[str, str]:
         """These settings as LIVEWARD_* variables, for child processes (worker, services)."""
