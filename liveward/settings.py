@@ -90,7 +90,7 @@ class KeySettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     # A content key lives one period; a license carries the current and the next one.
-    period_seconds: int = Field(default=120, ge=10, le=86_400)
+    period_seconds: int = Field(default=60, ge=10, le=86_400)
     # A new epoch master key this often, published lead_seconds ahead.
     epoch_seconds: int = 86_400
     lead_seconds: int = 3_600

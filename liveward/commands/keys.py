@@ -24,8 +24,6 @@ from services.keys.keystore import KeyStore
 from services.keys.kms import local_keks_of_every_region
 from services.keys.rotation import RotationOutcome, Rotator
 from services.keys.timeline import (
-    DEFAULT_EPOCH_SECONDS,
-    DEFAULT_LEAD_SECONDS,
     EpochInfo,
     RotationPolicy,
     epoch_in_force,
@@ -47,7 +45,7 @@ PeriodSeconds = Annotated[
     int | None,
     typer.Option(
         help="Key period length for the first epoch (later epochs keep the chain's). "
-        "Default: the chain's, or 120 s."
+        "Default: the chain's, or LIVEWARD_KEYS__PERIOD_SECONDS."
     ),
 ]
 Contents = Annotated[
@@ -117,7 +115,8 @@ def rotate(
     """Start a new key epoch: at the earliest boundary no license carries, or --emergency now."""
     settings = load_settings()
     began = time.monotonic()
-    with _rotator(settings, timeout, RotationPolicy(period_seconds=period_seconds), content) as r:
+    policy = RotationPolicy(period_seconds=period_seconds or settings.keys.period_seconds)
+    with _rotator(settings, timeout, policy, content) as r:
         outcome = r.rotate(emergency=emergency)
     console = _console()
     for epoch in outcome.created:
@@ -230,11 +229,12 @@ def run(
     ] = None,
     period_seconds: PeriodSeconds = None,
     epoch_seconds: Annotated[
-        int, typer.Option(help="How long an epoch governs before the next one.")
-    ] = DEFAULT_EPOCH_SECONDS,
+        int | None,
+        typer.Option(help="How long an epoch governs before the next one. Default: settings."),
+    ] = None,
     lead_seconds: Annotated[
-        int, typer.Option(help="How early the next epoch is published.")
-    ] = DEFAULT_LEAD_SECONDS,
+        int | None, typer.Option(help="How early the next epoch is published. Default: settings.")
+    ] = None,
     content: Contents = None,
     follow_packagers: Annotated[
         bool,
@@ -246,7 +246,9 @@ def run(
     settings = load_settings()
     console = _console()
     policy = RotationPolicy(
-        period_seconds=period_seconds, epoch_seconds=epoch_seconds, lead_seconds=lead_seconds
+        period_seconds=period_seconds or settings.keys.period_seconds,
+        epoch_seconds=epoch_seconds or settings.keys.epoch_seconds,
+        lead_seconds=lead_seconds or settings.keys.lead_seconds,
     )
     fixed = list(dict.fromkeys(content or ()))
     packagers: CompactedTopicView[PackagerManifestState] | None = None
