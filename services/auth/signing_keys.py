@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +28,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from liveward.private_files import exclusive_lock, write_private
 from services.auth.errors import KeyringError
 
 KEYRING_FORMAT = 1
@@ -291,36 +289,14 @@ class KeyringFile:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            with exclusive_lock(self._lock_path):
+                yield
         except OSError as exc:
             raise KeyringError(f"cannot lock {self._lock_path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _write(self, ring: Keyring) -> None:
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".signing-keys-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as out:
-                    out.write(keyring_to_json(ring))
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            # The rename itself must survive a crash too.
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_private(self.path, keyring_to_json(ring))
         except OSError as exc:
             raise KeyringError(f"cannot write {self.path}: {exc}") from exc
 

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import json
-import os
 import secrets
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +32,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from liveward.private_files import exclusive_lock, write_private
 from liveward.settings import Settings
 from services.keys.errors import KekKeyringError, UnwrapFailed
 from streams.meta import now_ms
@@ -293,37 +291,14 @@ class KeyringFileKeks:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            with exclusive_lock(self._lock_path):
+                yield
         except OSError as exc:
             raise KekKeyringError(f"cannot lock {self._lock_path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _write(self, ring: KekRing) -> None:
         try:
-            # mkstemp creates the file 0600, so the KEKs are never readable by others.
-            fd, tmp = tempfile.mkstemp(prefix=".kek-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as out:
-                    out.write(kek_ring_to_json(ring))
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            # A lost rename after a crash would lose the KEK and every epoch wrapped by it.
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_private(self.path, kek_ring_to_json(ring))
         except OSError as exc:
             raise KekKeyringError(f"cannot write {self.path}: {exc}") from exc
 
