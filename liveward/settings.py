@@ -84,6 +84,22 @@ class ServiceSettings(BaseModel):
         return self.auth_url or f"http://{self.host}:{self.auth_port}"
 
 
+class MediaSettings(BaseModel):
+    """The simulated media plane: CDNs per region, origin and edge ports, segments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cdns: tuple[str, ...] = ("cdn-a", "cdn-b")
+    # The origin of region i listens on origin_port_base + i; the edge of (region i,
+    # CDN j) on edge_port_base + i * len(cdns) + j.
+    origin_port_base: int = 8100
+    edge_port_base: int = 8200
+    segment_seconds: float = 2.0
+    playlist_segments: int = 6
+    # Players re-read the steering manifest this often; failover can be no faster.
+    steering_ttl_s: int = 2
+
+
 class KeySettings(BaseModel):
     """Content-key periods and epoch rotation (see services/keys)."""
 
@@ -160,6 +176,7 @@ class Settings(BaseSettings):
     services: ServiceSettings = ServiceSettings()
     auth: AuthSettings = AuthSettings()
     keys: KeySettings = KeySettings()
+    media: MediaSettings = MediaSettings()
     worm: WormSettings = WormSettings()
 
     def as_env(self) -> dict[str, str]:
