@@ -1,4 +1,4 @@
-"""Regions × CDNs: pathway ids and where each origin and CDN edge listens. Pure."""
+"""Regions and CDNs: pathway ids and where each origin and CDN edge listens. Pure."""
 
 from __future__ import annotations
 
