@@ -155,6 +155,23 @@ class AuthSettings(BaseModel):
     theft_max_networks: int = 2
 
 
+class AnalyticsSettings(BaseModel):
+    """QoE windows, the k-anonymity floor, the DP export budget and analytics retention."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Tumbling QoE windows on event time; a window closes once the watermark (the bridge's
+    # clock, occurred_at) passes its end plus the allowed lateness.
+    window_ms: int = Field(default=10_000, ge=100)
+    lateness_ms: int = Field(default=10_000, ge=0)
+    # A published aggregate covers at least this many distinct viewer pseudonyms.
+    k_anonymity: int = Field(default=10, ge=2)
+    # Privacy-loss budget per data day for `liveward analytics dp-export`.
+    dp_epsilon_per_day: float = Field(default=1.0, gt=0)
+    # Day partitions of analytics tables older than this are dropped (0 = today only).
+    retention_days: int = Field(default=30, ge=0)
+
+
 class Settings(BaseSettings):
     """Everything configurable, from `LIVEWARD_*` environment variables (nested with `__`)."""
 
@@ -178,6 +195,7 @@ class Settings(BaseSettings):
     keys: KeySettings = KeySettings()
     media: MediaSettings = MediaSettings()
     worm: WormSettings = WormSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
     def as_env(self) -> dict[str, str]:
         """These settings as LIVEWARD_* variables, for child processes (worker, services)."""
