@@ -10,6 +10,7 @@ from services.access.policy import PolicyBook
 from services.access.revocation import RevocationEnforcer
 from services.auth.app import create_auth_app
 from services.auth.service import SUBSCRIBERS_TOPIC, AuthService
+from services.auth.sessions import ActiveSessions, IssuedTokensFollower
 from services.auth.signing_keys import KeyringFile, RotationSchedule, SigningKeys
 from services.auth.subscribers import SubscriberDirectory
 from services.auth.tokens import CLOCK_SKEW_S
@@ -51,9 +52,12 @@ def run_auth_service(settings: Settings, *, host: str, port: int) -> None:
             settings, SUBSCRIBERS_TOPIC, SubscriberEntitlements
         )
         revocations = RevocationEnforcer(settings)
+        sessions = ActiveSessions()
+        issued = IssuedTokensFollower(settings, sessions)
         try:
             subscribers.start(CATCH_UP_TIMEOUT_S)
             revocations.start(CATCH_UP_TIMEOUT_S)
+            issued.start(CATCH_UP_TIMEOUT_S)
             service = AuthService(
                 settings,
                 keys=keys,
@@ -62,10 +66,12 @@ def run_auth_service(settings: Settings, *, host: str, port: int) -> None:
                 revocations=revocations,
                 geo=geo,
                 policies=policies,
+                sessions=sessions,
             )
             app = create_auth_app(service, settings)
             serve(app, host, port)
         finally:
+            issued.close()
             revocations.close()
             subscribers.close()
             producer.close()

@@ -29,6 +29,7 @@ from services.auth.issuance import (
     token_entitles,
 )
 from services.auth.pseudonyms import Pseudonyms
+from services.auth.sessions import ActiveSessions, SessionRecord
 from services.auth.signing_keys import SigningKeys
 from services.auth.subscribers import SubscriberDirectory, validate_record
 from services.auth.tokens import (
@@ -151,6 +152,7 @@ class AuthService:
         revocations: RevocationCheck,
         geo: Locator,
         policies: PolicyBook,
+        sessions: ActiveSessions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         auth = settings.auth
@@ -170,6 +172,7 @@ class AuthService:
         self._revocations = revocations
         self._geo = geo
         self._policies = policies
+        self._sessions = sessions or ActiveSessions()
         self._clock = clock
         self._verifier_cache: tuple[object, TokenVerifier] | None = None
 
@@ -236,11 +239,13 @@ class AuthService:
             self._subscribers.get(viewer_id), content_id=content_id, device_class=device_class
         )
         facts = self._locate(ip)
+        viewer_ref = self._pseudonyms.viewer_ref(viewer_id)
         decision = self._decide(
             AccessRequest(
                 content_id=content_id,
                 device_class=device_class,
                 facts=facts,
+                active_streams=self._active_streams(viewer_ref, subscriber),
                 home_country=subscriber.home_country or None,
                 max_streams=subscriber.max_concurrent_streams,
             )
@@ -257,7 +262,7 @@ class AuthService:
             device_id=device_id,
             device_class=device_class,
             geo=_binding(facts),
-            viewer_ref=self._pseudonyms.viewer_ref(viewer_id),
+            viewer_ref=viewer_ref,
             device_ref=self._pseudonyms.device_ref(device_id),
         )
         return self._hand_out(claims, renewed_from=None)
@@ -292,6 +297,9 @@ class AuthService:
                 token_network=previous.geo.network,
                 token_asn=previous.geo.asn,
                 token_country=previous.geo.country,
+                active_streams=self._active_streams(
+                    previous.viewer_ref, subscriber, excluding=previous.session_id
+                ),
                 max_streams=subscriber.max_concurrent_streams,
             )
         )
@@ -304,26 +312,41 @@ class AuthService:
         token = sign_token(claims, key.kid, signer)
         if self._encrypt and self._jwe_key is not None:
             token = encrypt_token(token, self._jwe_key)
-        self._emit(
-            TOKENS_ISSUED_TOPIC,
-            TokenIssued(
-                **self._event_fields(),
-                token_id=claims.token_id,
-                session_id=claims.session_id,
-                viewer_ref=claims.viewer_ref,
-                device_ref=claims.device_ref,
-                device_class=claims.device.device_class,
-                content_id=claims.content_id,
-                country=claims.geo.country or "",
-                ip_prefix=claims.geo.network,
-                issued_at=claims.issued_at_ms,
-                expires_at=claims.expires_at * 1000,
-                signing_key_id=key.kid,
-                session_version=claims.session_version,
-                renewed_from=renewed_from,
-            ),
+        issued = TokenIssued(
+            **self._event_fields(),
+            token_id=claims.token_id,
+            session_id=claims.session_id,
+            viewer_ref=claims.viewer_ref,
+            device_ref=claims.device_ref,
+            device_class=claims.device.device_class,
+            content_id=claims.content_id,
+            country=claims.geo.country or "",
+            ip_prefix=claims.geo.network,
+            issued_at=claims.issued_at_ms,
+            expires_at=claims.expires_at * 1000,
+            signing_key_id=key.kid,
+            session_version=claims.session_version,
+            renewed_from=renewed_from,
         )
+        self._emit(TOKENS_ISSUED_TOPIC, issued)
+        # Counted here at once; the other instances learn of it from the topic.
+        self._sessions.note(issued)
         return IssuedToken(token=token, kid=key.kid, claims=claims)
+
+    def _active_streams(
+        self, viewer_ref: str, subscriber: SubscriberEntitlements, *, excluding: str | None = None
+    ) -> int:
+        """The viewer's other sessions still able to play: unexpired, unrevoked, current."""
+
+        def alive(record: SessionRecord) -> bool:
+            return (
+                record.session_version >= subscriber.session_version
+                and self._revocations.check(record.token) is None
+            )
+
+        return self._sessions.count(
+            viewer_ref, now_ms=self._now_ms(), excluding=excluding, alive=alive
+        )
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return self._keys.jwks()

@@ -134,7 +134,13 @@ def client(auth: AuthEdge) -> Iterator[httpx.Client]:
 
 def _viewer(client: httpx.Client, **fields: Any) -> str:
     viewer_id = f"viewer-{uuid.uuid4().hex[:10]}"
-    body = {"packages": ["sports"], "device_classes": ["tv", "web"], "home_country": "SE", **fields}
+    body = {
+        "packages": ["sports"],
+        "device_classes": ["tv", "web"],
+        "home_country": "SE",
+        "max_concurrent_streams": 4,
+        **fields,
+    }
     response = client.put(f"/v1/subscribers/{viewer_id}", json=body, headers=ADMIN)
     assert response.status_code == 200, response.text
     return viewer_id
@@ -449,3 +455,14 @@ def test_the_bulk_loader_feeds_the_service(
     stored = client.get(f"/v1/subscribers/{updated}", headers=ADMIN).json()
     assert stored["packages"] == ["news", "sports"]
     assert stored["session_version"] == 1, "a reload keeps the version a revocation set"
+
+
+def test_the_stream_limit_holds_across_instances(auth: AuthEdge, client: httpx.Client) -> None:
+    viewer_id = _viewer(client, max_concurrent_streams=1)
+    _token(client, viewer_id)
+    # The other instance learns of the first session from auth.tokens-issued (in ms);
+    # one attempt only: a success would itself be a second stream.
+    time.sleep(2)
+    with httpx.Client(base_url=auth.second_url, timeout=10.0) as other:
+        response = _issue(other, viewer_id, device_id="another-device")
+    _refused(response, 403, "too-many-streams")

@@ -444,3 +444,31 @@ def test_cors_preflight_for_the_token_routes(edge: Edge) -> None:
     )
     assert response.status_code == 200
     assert "authorization" in response.headers["access-control-allow-headers"].lower()
+
+
+def test_the_concurrent_stream_limit_counts_live_sessions(edge: Edge) -> None:
+    put(edge, "viewer-1", packages=["sports"], device_classes=["tv"], max_concurrent_streams=2)
+    first = issue(edge)
+    issue(edge, device_id="device-2")
+    body = {"viewer_id": "viewer-1", "content_id": "sports/final", "device_id": "device-3",
+            "device_class": "tv", "client_ip": HOME_IP}  # fmt: skip
+    third = edge.client.post("/v1/tokens", json=body, headers={**APP, **ORIGIN})
+    refused(third, 403, "too-many-streams")
+    assert first["session_id"]
+
+
+def test_a_revoked_or_expired_session_frees_its_stream(edge: Edge) -> None:
+    first = issue(edge)
+    body = {"viewer_id": "viewer-1", "content_id": "sports/final", "device_id": "device-2",
+            "device_class": "tv", "client_ip": HOME_IP}  # fmt: skip
+    refused(edge.client.post("/v1/tokens", json=body, headers={**APP, **ORIGIN}), 403,
+            "too-many-streams")  # fmt: skip
+    edge.client.post(
+        "/v1/revocations",
+        json={"scope": "session", "subject": first["session_id"], "reason": "signed-out"},
+        headers=ADMIN,
+    )
+    second = issue(edge, device_id="device-2")
+    edge.clock.now += 301 + 60  # past the token lifetime and the skew allowance
+    issue(edge, device_id="device-3")
+    assert second["session_id"] != first["session_id"]
