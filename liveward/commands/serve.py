@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 
 from liveward.settings import load_settings
+from services.license.window import LATE_GRACE_S
 
-app = typer.Typer(help="Run an HTTP edge (auth).", no_args_is_help=True)
+app = typer.Typer(help="Run an HTTP/gRPC edge (auth, license).", no_args_is_help=True)
 
 
 @app.callback()
@@ -47,3 +48,43 @@ def auth(
     port = port or settings.services.auth_port
     Console().print(f"auth on http://{host}:{port} (stop with Ctrl-C)")
     run_auth_service(settings, host=host, port=port)
+
+
+@app.command("license")
+def license_(
+    port: Annotated[int | None, typer.Option(help="REST port (default: settings, 8082).")] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="gRPC port (default: settings, 50051).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default: loopback).")] = None,
+    late_grace_s: Annotated[
+        float,
+        typer.Option(help="How far behind live a player may still ask for a period's key (s)."),
+    ] = LATE_GRACE_S,
+    epochs_topic: Annotated[
+        str, typer.Option(hidden=True, help="Key epochs topic (tests isolate their own).")
+    ] = "keys.epochs",
+    policy: Annotated[Path | None, typer.Option(help="Access policy file (TOML).")] = None,
+) -> None:
+    """ClearKey licenses and HLS AES-128 keys, over REST and gRPC in one process."""
+    from services.license.server import run_license_service
+
+    settings = load_settings()
+    if policy is not None:
+        settings = settings.model_copy(
+            update={"auth": settings.auth.model_copy(update={"policy_file": policy})}
+        )
+    host = host or settings.services.host
+    port = port or settings.services.license_port
+    grpc_port = grpc_port or settings.services.license_grpc_port
+    Console().print(
+        f"license on http://{host}:{port} and gRPC {host}:{grpc_port} (stop with Ctrl-C)"
+    )
+    run_license_service(
+        settings,
+        host=host,
+        port=port,
+        grpc_port=grpc_port,
+        epochs_topic=epochs_topic,
+        late_grace_s=late_grace_s,
+    )

@@ -1,0 +1,1 @@
+"""The license service's gRPC contract (`license.proto`) and its generated stubs."""

@@ -1,0 +1,434 @@
+"""The license service's decisions apart from REST and gRPC: checks, keys, events.
+
+Every request runs the same checks, in this order, and stops at the first refusal:
+
+1. the token: signature, kid, expiry, issuer, audience (401, the auth service's reasons);
+2. the client address resolves (400 `bad-ip`);
+3. the revocation list (403 `token-revoked`, `session-revoked`, `device-revoked`,
+   `viewer-revoked`);
+4. the token entitles the content (403 `not-entitled`);
+5. the geo/IP/device policy with the token's IP binding (403 with the policy's reason;
+   404 `unknown-content` for content the policy book does not list when it says so);
+6. the keys: only periods of the window (`window.py`), else 404 `unknown-key-id` /
+   `unknown-period`.
+
+What is confirmed before the keys leave, and why:
+
+- a GRANTED `LicenseIssued` is in `drm.licenses` (acks=all) before the answer: the
+  license log is the audit trail of who was handed which keys, and a key that left
+  without its record would be a hole in the tamper-evident log. A request whose record
+  cannot be stored gets 503 and no keys (the record may still land later: the log may
+  over-report a grant, never under-report one).
+- `TokenUsed` (every use of a token with a valid signature) and REFUSED `LicenseIssued`
+  records are sent without waiting: the theft detector is a signal, and a refusal hands
+  out nothing; their failures are counted in `/metrics`, not answered to the viewer.
+- A token that fails verification writes nothing to Kafka (only metrics): it names no
+  one we can vouch for, and logging it would let anyone append to the permanent log at
+  the rate they can send garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import Counter
+from prometheus_client.registry import Collector
+
+from services.access.geo import GeoError, GeoFacts
+from services.access.policy import AccessRequest, PolicyBook, decide_access
+from services.auth.errors import TokenRejected
+from services.auth.issuance import token_entitles
+from services.auth.service import Locator, RevocationCheck, identity_of
+from services.auth.tokens import PlaybackClaims
+from services.keys.errors import KeyHierarchyError
+from services.keys.keystore import ContentKey
+from services.keys.schedule import KeyPeriod
+from services.license.clearkey import b64url
+from services.license.errors import LicenseError, Refusal
+from services.license.events import STORE_TIMEOUT_S, LicenseEvents
+from services.license.window import LATE_GRACE_S, KeyWindow, clearkey_periods, key_window
+from streams.errors import DeliveryFailed, ProducerBackpressure
+from streams.events import LicenseDecision, LicenseIssued, TokenUsed, UseDecision
+
+LICENSES_TOPIC = "drm.licenses"
+TOKENS_USED_TOPIC = "auth.tokens-used"
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """Which door a request came through: `protocol` in LicenseIssued, `service` in TokenUsed."""
+
+    protocol: str
+    service: str
+
+
+CLEARKEY_REST = Edge("clearkey-rest", "license-rest")
+HLS_KEY_REST = Edge("hls-key", "license-keys")
+CLEARKEY_GRPC = Edge("clearkey-grpc", "license-grpc")
+CONTENT_KEY_GRPC = Edge("content-key-grpc", "license-grpc")
+
+
+class TokenCheck(Protocol):
+    """Playback token verification (`tokens.PlaybackTokens`)."""
+
+    def verify(self, token: str | None, *, now: float) -> PlaybackClaims: ...
+
+
+class ContentKeys(Protocol):
+    """A region's content keys (`services.keys.keystore.KeyStore`, or `EpochKeys`)."""
+
+    def period_at(self, t_ms: int) -> KeyPeriod: ...
+
+    def content_key(self, content_id: str, period: int) -> ContentKey: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseRequest:
+    """Who asks, from where, through which edge. `content_id` None: the token's content."""
+
+    token: str | None
+    ip: str
+    edge: Edge
+    content_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An answer with keys whose `LicenseIssued` record is being written.
+
+    The keys are only reachable through the two waits below, so no edge can send them
+    before Kafka holds the record.
+    """
+
+    license_id: str
+    _keys: tuple[ContentKey, ...]
+    stored: Future[None]
+
+    def keys_once_stored(self, timeout: float = STORE_TIMEOUT_S) -> tuple[ContentKey, ...]:
+        """Block until the record is stored; LicenseError `delivery-failed` otherwise."""
+        try:
+            self.stored.result(timeout)
+        except FutureTimeout as exc:
+            raise _not_stored(f"not acknowledged within {timeout:g} s") from exc
+        except DeliveryFailed as exc:
+            raise _not_stored(str(exc)) from exc
+        return self._keys
+
+    async def keys_when_stored(self, timeout: float = STORE_TIMEOUT_S) -> tuple[ContentKey, ...]:
+        """`keys_once_stored` for an event loop: awaits instead of blocking it."""
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.stored), timeout)
+        except TimeoutError as exc:
+            raise _not_stored(f"not acknowledged within {timeout:g} s") from exc
+        except DeliveryFailed as exc:
+            raise _not_stored(str(exc)) from exc
+        return self._keys
+
+
+def _not_stored(why: str) -> LicenseError:
+    return LicenseError(
+        Refusal.UNAVAILABLE,
+        "delivery-failed",
+        f"the license record is not stored, so no keys: {why}",
+        retry_after=1.0,
+    )
+
+
+class LicenseMetrics:
+    """Decisions by protocol, outcome and reason; registered on the edge's registry."""
+
+    def __init__(self) -> None:
+        # Not registered anywhere yet: the edge adds these to the registry it serves.
+        self.decisions = Counter(
+            "liveward_license_decisions",
+            "License requests answered, by protocol, decision and reason",
+            ["protocol", "decision", "reason"],
+            registry=None,
+        )
+
+    def collectors(self) -> tuple[Collector, ...]:
+        return (self.decisions,)
+
+    def decided(self, protocol: str, decision: LicenseDecision, reason: str) -> None:
+        self.decisions.labels(protocol, decision.value, reason).inc()
+
+
+class LicenseService:
+    """ClearKey licenses and single period keys behind the checks in the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        tokens: TokenCheck,
+        revocations: RevocationCheck,
+        keys: ContentKeys,
+        geo: Locator,
+        policies: PolicyBook,
+        events: LicenseEvents,
+        ready: Callable[[], bool] = lambda: True,
+        late_grace_s: float = LATE_GRACE_S,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
+        metrics: LicenseMetrics | None = None,
+    ) -> None:
+        self._region = region
+        self._tokens = tokens
+        self._revocations = revocations
+        self._keys = keys
+        self._geo = geo
+        self._policies = policies
+        self._events = events
+        self._ready = ready
+        self._late_grace_ms = round(late_grace_s * 1000)
+        self._clock = clock
+        self._timer = timer
+        self.metrics = metrics or LicenseMetrics()
+
+    def ready(self) -> bool:
+        return self._ready() and self._revocations.ready()
+
+    def clearkey(self, request: LicenseRequest, kids: Sequence[bytes]) -> Grant:
+        """The ClearKey license for the key ids a CDM asked for.
+
+        It holds the current and the next period's keys of the content, plus any late
+        period the CDM named (see `window`); a key id that is none of those refuses the
+        whole request (404 `unknown-key-id`) rather than answering a license the CDM
+        would fail on later without a reason.
+        """
+
+        def choose(window: KeyWindow, content_id: str) -> tuple[ContentKey, ...]:
+            in_window = self._window_keys(window, content_id)
+            by_kid = {key.key_id_bytes: key for key in in_window.values()}
+            asked = []
+            for kid in kids:
+                key = by_kid.get(kid)
+                if key is None:
+                    raise LicenseError(
+                        Refusal.NOT_FOUND,
+                        "unknown-key-id",
+                        f"key id {b64url(kid)} is no key of {content_id} a license may hold now",
+                    )
+                asked.append(key.period)
+            return tuple(in_window[p] for p in clearkey_periods(window, tuple(asked)))
+
+        return self._answer(request, choose)
+
+    def period_key(self, request: LicenseRequest, period: int) -> Grant:
+        """The key of one period of request.content_id (HLS AES-128 `EXT-X-KEY`); 404
+        `unknown-period` outside the window."""
+
+        def choose(window: KeyWindow, content_id: str) -> tuple[ContentKey, ...]:
+            if not window.allows(period):
+                raise LicenseError(
+                    Refusal.NOT_FOUND,
+                    "unknown-period",
+                    f"period {period} is not one a key is handed out for now "
+                    f"({window.oldest}..{window.newest})",
+                )
+            return (self._content_key(content_id, period),)
+
+        return self._answer(request, choose)
+
+    # -- the checks ------------------------------------------------------------------
+
+    def _answer(
+        self, request: LicenseRequest, choose: Callable[[KeyWindow, str], tuple[ContentKey, ...]]
+    ) -> Grant:
+        started = self._timer()
+        protocol = request.edge.protocol
+        if not self.ready():
+            raise LicenseError(
+                Refusal.UNAVAILABLE,
+                "not-ready",
+                "still reading keys and revocations",
+                retry_after=1.0,
+            )
+        now = self._clock()
+        try:
+            claims = self._tokens.verify(request.token, now=now)
+        except TokenRejected as exc:
+            self.metrics.decided(protocol, LicenseDecision.REFUSED, exc.reason)
+            raise LicenseError(Refusal.UNAUTHENTICATED, exc.reason, str(exc)) from exc
+        content_id = request.content_id or claims.content_id
+        facts: GeoFacts | None = None
+        try:
+            facts = self._locate(request.ip)
+            reason = self._check_access(claims, content_id, facts)
+            keys = choose(self._window(round(now * 1000)), content_id)
+        except LicenseError as exc:
+            if facts is not None:
+                self._record_use(
+                    request, claims, content_id, facts, allowed=False, reason=exc.reason
+                )
+            self._events.signal(
+                LICENSES_TOPIC,
+                self._license_event(
+                    request, claims, content_id, (), LicenseDecision.REFUSED, exc.reason, started
+                ),
+            )
+            self.metrics.decided(protocol, LicenseDecision.REFUSED, exc.reason)
+            raise
+        self._record_use(request, claims, content_id, facts, allowed=True, reason=reason)
+        event = self._license_event(
+            request, claims, content_id, keys, LicenseDecision.GRANTED, reason, started
+        )
+        try:
+            stored = self._events.store(LICENSES_TOPIC, event)
+        except ProducerBackpressure as exc:
+            raise LicenseError(
+                Refusal.UNAVAILABLE, "backpressure", str(exc), retry_after=exc.retry_after
+            ) from exc
+        except DeliveryFailed as exc:
+            raise _not_stored(str(exc)) from exc
+        self.metrics.decided(protocol, LicenseDecision.GRANTED, reason)
+        return Grant(event.license_id, keys, stored)
+
+    def _locate(self, ip: str) -> GeoFacts:
+        try:
+            return self._geo.resolve(ip)
+        except GeoError as exc:
+            raise LicenseError(
+                Refusal.BAD_REQUEST, "bad-ip", f"client address {ip!r} is not an IP address"
+            ) from exc
+
+    def _check_access(self, claims: PlaybackClaims, content_id: str, facts: GeoFacts) -> str:
+        """The policy's reason when the use is allowed; LicenseError otherwise."""
+        revoked = self._revocations.check(identity_of(claims))
+        if revoked is not None:
+            raise LicenseError(Refusal.FORBIDDEN, revoked, f"the token is revoked ({revoked})")
+        if not token_entitles(claims, content_id):
+            raise LicenseError(
+                Refusal.FORBIDDEN, "not-entitled", f"the token does not cover {content_id}"
+            )
+        decision = decide_access(
+            AccessRequest(
+                content_id=content_id,
+                device_class=claims.device.device_class,
+                facts=facts,
+                home_country=claims.entitlements.home_country,
+                token_network=claims.geo.network,
+                token_asn=claims.geo.asn,
+                token_country=claims.geo.country,
+                max_streams=claims.entitlements.max_streams,
+            ),
+            self._policies.for_content(content_id),
+        )
+        if not decision.allowed:
+            refusal = (
+                Refusal.NOT_FOUND if decision.reason == "unknown-content" else Refusal.FORBIDDEN
+            )
+            raise LicenseError(refusal, decision.reason, decision.detail)
+        return decision.reason
+
+    # -- keys ------------------------------------------------------------------------
+
+    def _window(self, now_ms: int) -> KeyWindow:
+        current = self._period_at(now_ms).number
+        try:
+            late = self._keys.period_at(max(0, now_ms - self._late_grace_ms)).number
+        except KeyHierarchyError:
+            late = current  # the first epoch began inside the grace: nothing earlier exists
+        return key_window(current, late)
+
+    def _period_at(self, t_ms: int) -> KeyPeriod:
+        try:
+            return self._keys.period_at(t_ms)
+        except KeyHierarchyError as exc:
+            raise _key_error(exc) from exc
+
+    def _content_key(self, content_id: str, period: int) -> ContentKey:
+        try:
+            return self._keys.content_key(content_id, period)
+        except KeyHierarchyError as exc:
+            raise _key_error(exc) from exc
+
+    def _window_keys(self, window: KeyWindow, content_id: str) -> dict[int, ContentKey]:
+        """period -> key for every period of the window this region holds a key for.
+
+        Late periods whose epoch is gone or unusable here are skipped (they are only a
+        courtesy); the current and the next must be there.
+        """
+        found: dict[int, ContentKey] = {}
+        for period in window.periods():
+            try:
+                found[period] = self._keys.content_key(content_id, period)
+            except KeyHierarchyError as exc:
+                late = period < window.current
+                if late and exc.reason in ("no-epoch", "epoch-unavailable"):
+                    continue
+                raise _key_error(exc) from exc
+        return found
+
+    # -- events ----------------------------------------------------------------------
+
+    def _record_use(
+        self,
+        request: LicenseRequest,
+        claims: PlaybackClaims,
+        content_id: str,
+        facts: GeoFacts,
+        *,
+        allowed: bool,
+        reason: str,
+    ) -> None:
+        self._events.signal(
+            TOKENS_USED_TOPIC,
+            TokenUsed(
+                event_id=str(uuid.uuid4()),
+                occurred_at=round(self._clock() * 1000),
+                region=self._region,
+                token_id=claims.token_id,
+                session_id=claims.session_id,
+                viewer_ref=claims.viewer_ref,
+                device_ref=claims.device_ref,
+                content_id=content_id,
+                service=request.edge.service,
+                country=facts.country or "",
+                ip_prefix=facts.network,
+                asn=facts.asn or 0,
+                decision=UseDecision.ALLOWED if allowed else UseDecision.DENIED,
+                reason=reason,
+            ),
+        )
+
+    def _license_event(
+        self,
+        request: LicenseRequest,
+        claims: PlaybackClaims,
+        content_id: str,
+        keys: tuple[ContentKey, ...],
+        decision: LicenseDecision,
+        reason: str,
+        started: float,
+    ) -> LicenseIssued:
+        # latency_us: from the start of the checks to the decision; the wait for the
+        # record itself cannot be in the record (bench measures the whole answer).
+        return LicenseIssued(
+            event_id=str(uuid.uuid4()),
+            occurred_at=round(self._clock() * 1000),
+            region=self._region,
+            license_id=str(uuid.uuid4()),
+            viewer_ref=claims.viewer_ref,
+            session_id=claims.session_id,
+            content_id=content_id,
+            key_ids=tuple(key.key_id for key in keys),
+            protocol=request.edge.protocol,
+            decision=decision,
+            reason=reason,
+            latency_us=max(0, round((self._timer() - started) * 1_000_000)),
+        )
+
+
+def _key_error(exc: KeyHierarchyError) -> LicenseError:
+    """A key hierarchy failure as a refusal: bad input is the caller's, the rest ours."""
+    if exc.reason in ("bad-period", "bad-content-id"):
+        return LicenseError(Refusal.BAD_REQUEST, exc.reason, str(exc))
+    return LicenseError(Refusal.UNAVAILABLE, exc.reason, str(exc), retry_after=1.0)
