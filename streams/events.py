@@ -443,6 +443,10 @@ class QoEAggregate:
     bitrate_p50_kbps: float
     bitrate_p95_kbps: float
     late_samples: int = 0
+    play_ms: int = 0
+    rebuffer_ms: int = 0
+    suppressed_samples: int = 0
+    merged_groups: int = 0
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -464,6 +468,10 @@ class QoEAggregate:
             "bitrate_p50_kbps": self.bitrate_p50_kbps,
             "bitrate_p95_kbps": self.bitrate_p95_kbps,
             "late_samples": self.late_samples,
+            "play_ms": self.play_ms,
+            "rebuffer_ms": self.rebuffer_ms,
+            "suppressed_samples": self.suppressed_samples,
+            "merged_groups": self.merged_groups,
         }
 
     @classmethod
@@ -487,6 +495,10 @@ class QoEAggregate:
             bitrate_p50_kbps=record["bitrate_p50_kbps"],
             bitrate_p95_kbps=record["bitrate_p95_kbps"],
             late_samples=record["late_samples"],
+            play_ms=record["play_ms"],
+            rebuffer_ms=record["rebuffer_ms"],
+            suppressed_samples=record["suppressed_samples"],
+            merged_groups=record["merged_groups"],
         )
 
 
