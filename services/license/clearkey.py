@@ -24,7 +24,7 @@ MAX_KIDS = 16
 # Only temporary sessions: a persisted license would outlive its key periods and any
 # revocation, which is the opposite of what a live license is for.
 SESSION_TYPE = "temporary"
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 
 
 @dataclass(frozen=True, slots=True)
