@@ -11,7 +11,7 @@ from rich.console import Console
 from liveward.settings import load_settings
 from services.license.window import LATE_GRACE_S
 
-app = typer.Typer(help="Run an HTTP/gRPC edge (auth, license).", no_args_is_help=True)
+app = typer.Typer(help="Run an HTTP/gRPC edge (auth, license, bridge).", no_args_is_help=True)
 
 
 @app.callback()
@@ -88,3 +88,18 @@ def license_(
         epochs_topic=epochs_topic,
         late_grace_s=late_grace_s,
     )
+
+
+@app.command("bridge")
+def bridge(
+    port: Annotated[int | None, typer.Option(help="Port (default: settings, 8083).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default: loopback).")] = None,
+) -> None:
+    """Player telemetry (JSON and CMCD) into qoe.telemetry, pseudonymised at the edge."""
+    from services.bridge.server import run_bridge_service
+
+    settings = load_settings()
+    host = host or settings.services.host
+    port = port or settings.services.bridge_port
+    Console().print(f"bridge on http://{host}:{port} (stop with Ctrl-C)")
+    run_bridge_service(settings, host=host, port=port)

@@ -1,0 +1,299 @@
+"""Player samples as the bridge receives them, and the JSON batch format, validated by hand.
+
+The JSON format (`POST /v1/telemetry`, `Content-Type: application/json`):
+
+    {"samples": [{"id": "s-17", "viewer": "viewer-123", "session": "3f2c…", "content":
+      "sports/final", "cdn": "cdn-a", "sampled_at": 1714557600000, "bitrate_kbps": 4500,
+      "buffer_ms": 12000, "play_ms": 1000, "rebuffer_count": 1, "rebuffer_ms": 250}]}
+
+Validation is a hand-written function rather than a pydantic model: it runs for every
+sample on the ingest hot path (pydantic costs ~10x more per sample), and it stops at the
+first problem of a sample with a field, a reason code and a message the player's
+developer can act on. Integers must be JSON integers (no 12.0, no booleans).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import orjson
+
+from services.bridge.errors import RequestRejected
+
+# Ranges a real player stays far inside; beyond them a value is a bug, not a measurement.
+MAX_BITRATE_KBPS = 1_000_000
+MAX_DURATION_MS = 3_600_000
+MAX_STARTUP_MS = 600_000
+MAX_REBUFFER_COUNT = 100_000
+MAX_ID_CHARS = 128
+MAX_SAMPLE_ID_CHARS = 64
+MAX_CONTENT_CHARS = 256
+MAX_TOKEN_CHARS = 64
+
+# CDN names, regions and error codes go into analytics as they are: a token alphabet keeps
+# free text (URLs with tokens in them, e-mail addresses) out.
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+
+FIELDS = frozenset(
+    {
+        "id",
+        "viewer",
+        "session",
+        "content",
+        "cdn",
+        "serving_region",
+        "sampled_at",
+        "bitrate_kbps",
+        "buffer_ms",
+        "play_ms",
+        "rebuffer_count",
+        "rebuffer_ms",
+        "startup_ms",
+        "exited_before_start",
+        "error",
+    }
+)
+
+
+class PlayerSample(NamedTuple):
+    """One validated sample with the player's raw ids, before pseudonymisation.
+
+    Lives only inside the bridge: `viewer` and `session` never leave it as they are.
+    """
+
+    sample_id: str | None
+    viewer: str
+    session: str
+    content: str
+    cdn: str
+    serving_region: str | None
+    sampled_at: int
+    bitrate_kbps: int
+    buffer_ms: int
+    play_ms: int
+    rebuffer_count: int
+    rebuffer_ms: int
+    startup_ms: int | None
+    exited_before_start: bool
+    error_code: str | None
+
+
+class Rejection(NamedTuple):
+    """Why one item of a batch was refused: where it is, which field, a reason code."""
+
+    item: int  # position in the batch, from 0
+    sample_id: str | None
+    field: str | None
+    reason: str
+    message: str
+
+    def as_json(self) -> dict[str, object]:
+        answer: dict[str, object] = {"index": self.item, "reason": self.reason}
+        if self.sample_id is not None:
+            answer["id"] = self.sample_id
+        if self.field is not None:
+            answer["field"] = self.field
+        answer["message"] = self.message
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class SampleWindow:
+    """Which `sampled_at` stamps are believable now: [oldest_ms, newest_ms]."""
+
+    oldest_ms: int
+    newest_ms: int
+
+    @classmethod
+    def around(cls, now_ms: int, *, max_age_s: int, max_skew_s: int) -> SampleWindow:
+        return cls(now_ms - max_age_s * 1000, now_ms + max_skew_s * 1000)
+
+
+class Invalid(Exception):
+    """One field of one sample is wrong (internal: becomes a Rejection)."""
+
+    def __init__(self, field: str | None, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+        self.message = message
+
+
+def text(value: object, field: str, max_chars: int) -> str:
+    """A printable, non-empty string of at most max_chars characters."""
+    if type(value) is not str:
+        raise Invalid(field, "wrong-type", f"{field} must be a string")
+    if not 0 < len(value) <= max_chars:
+        raise Invalid(field, "bad-length", f"{field} must have 1 to {max_chars} characters")
+    if not value.isprintable():
+        raise Invalid(field, "bad-characters", f"{field} must not contain control characters")
+    return value
+
+
+def token(value: object, field: str) -> str:
+    """A short name from a restricted alphabet (CDN, region, error code)."""
+    if type(value) is not str:
+        raise Invalid(field, "wrong-type", f"{field} must be a string")
+    if not 0 < len(value) <= MAX_TOKEN_CHARS:
+        raise Invalid(field, "bad-length", f"{field} must have 1 to {MAX_TOKEN_CHARS} characters")
+    if _TOKEN.fullmatch(value) is None:
+        raise Invalid(field, "bad-characters", f"{field} may hold only A-Z a-z 0-9 . _ : / -")
+    return value
+
+
+def counter(value: object, field: str, maximum: int) -> int:
+    """A non-negative integer up to maximum (booleans and floats are not integers)."""
+    if type(value) is not int:
+        raise Invalid(field, "wrong-type", f"{field} must be an integer")
+    if value < 0:
+        raise Invalid(field, "negative-value", f"{field} must not be negative")
+    if value > maximum:
+        raise Invalid(field, "out-of-range", f"{field} must be at most {maximum}")
+    return value
+
+
+def timestamp(value: object, field: str, window: SampleWindow) -> int:
+    """Epoch milliseconds inside the window."""
+    if type(value) is not int:
+        raise Invalid(field, "wrong-type", f"{field} must be an integer (epoch ms)")
+    if value > window.newest_ms:
+        raise Invalid(field, "timestamp-in-future", f"{field} is ahead of the bridge's clock")
+    if value < window.oldest_ms:
+        raise Invalid(field, "timestamp-too-old", f"{field} is older than the bridge accepts")
+    return value
+
+
+def check_consistency(sample: PlayerSample) -> None:
+    """Facts one sample cannot state together."""
+    if sample.exited_before_start and (sample.startup_ms is not None or sample.play_ms > 0):
+        raise Invalid(
+            "exited_before_start",
+            "inconsistent-sample",
+            "a viewer who left before the first frame has no startup_ms and no play_ms",
+        )
+
+
+def check_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
+    """One JSON sample, validated; raises Invalid at its first problem."""
+    if type(item) is not dict:
+        raise Invalid(None, "not-an-object", "a sample must be a JSON object")
+    if not item.keys() <= FIELDS:
+        unknown = sorted(item.keys() - FIELDS)[0]
+        raise Invalid(unknown[:64], "unknown-field", f"{unknown[:64]!r} is not a sample field")
+    get = item.get
+    sample_id = get("id")
+    if sample_id is not None:
+        text(sample_id, "id", MAX_SAMPLE_ID_CHARS)
+    for required in ("viewer", "session", "content", "cdn", "sampled_at"):
+        if required not in item:
+            raise Invalid(required, "missing-field", f"{required} is required")
+    serving_region = get("serving_region")
+    startup_ms = get("startup_ms")
+    error_code = get("error")
+    exited = get("exited_before_start", False)
+    if type(exited) is not bool:
+        raise Invalid("exited_before_start", "wrong-type", "exited_before_start must be a boolean")
+    sample = PlayerSample(
+        sample_id,
+        text(item["viewer"], "viewer", MAX_ID_CHARS),
+        text(item["session"], "session", MAX_ID_CHARS),
+        text(item["content"], "content", MAX_CONTENT_CHARS),
+        token(item["cdn"], "cdn"),
+        None if serving_region is None else token(serving_region, "serving_region"),
+        timestamp(item["sampled_at"], "sampled_at", window),
+        counter(get("bitrate_kbps", 0), "bitrate_kbps", MAX_BITRATE_KBPS),
+        counter(get("buffer_ms", 0), "buffer_ms", MAX_DURATION_MS),
+        counter(get("play_ms", 0), "play_ms", MAX_DURATION_MS),
+        counter(get("rebuffer_count", 0), "rebuffer_count", MAX_REBUFFER_COUNT),
+        counter(get("rebuffer_ms", 0), "rebuffer_ms", MAX_DURATION_MS),
+        None if startup_ms is None else counter(startup_ms, "startup_ms", MAX_STARTUP_MS),
+        exited,
+        None if error_code is None else token(error_code, "error"),
+    )
+    if exited:
+        check_consistency(sample)
+    return sample
+
+
+class CheckedBatch(NamedTuple):
+    """A batch after validation: the samples to produce and the items refused."""
+
+    samples: list[PlayerSample]
+    rejected: list[Rejection]
+
+
+def check_unique(
+    samples: list[tuple[int, PlayerSample]], rejected: list[Rejection]
+) -> list[PlayerSample]:
+    """Keep the first of samples sharing (session, id); refuse the later ones."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[PlayerSample] = []
+    for index, sample in samples:
+        if sample.sample_id is not None:
+            identity = (sample.session, sample.sample_id)
+            if identity in seen:
+                rejected.append(
+                    Rejection(
+                        index,
+                        sample.sample_id,
+                        "id",
+                        "duplicate-sample-id",
+                        "an earlier sample of this batch and session has this id",
+                    )
+                )
+                continue
+            seen.add(identity)
+        kept.append(sample)
+    return kept
+
+
+def parse_json_batch(body: bytes, window: SampleWindow, *, max_samples: int) -> CheckedBatch:
+    """A JSON batch: its valid samples and a Rejection per invalid one, in request order.
+
+    RequestRejected when the body itself is unusable: not JSON (`malformed-json`), not
+    `{"samples": [...]}` (`malformed-batch`), no samples (`empty-batch`), more than
+    max_samples (`too-many-samples`, 413).
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestRejected("malformed-json", f"the body is not JSON: {exc}") from exc
+    if type(document) is not dict or type(document.get("samples")) is not list:
+        raise RequestRejected("malformed-batch", 'the body must be {"samples": [...]}')
+    if len(document) != 1:
+        extra = sorted(k for k in document if k != "samples")[0]
+        raise RequestRejected("malformed-batch", f"unknown top-level field {extra[:64]!r}")
+    items: list[Any] = document["samples"]
+    if not items:
+        raise RequestRejected("empty-batch", "the batch holds no samples")
+    if len(items) > max_samples:
+        raise RequestRejected(
+            "too-many-samples",
+            f"{len(items)} samples; a request may carry at most {max_samples}",
+            status=413,
+        )
+    valid: list[tuple[int, PlayerSample]] = []
+    rejected: list[Rejection] = []
+    with_ids = False
+    for index, item in enumerate(items):
+        try:
+            sample = check_json_sample(item, window)
+        except Invalid as problem:
+            sample_id = item.get("id") if type(item) is dict else None
+            rejected.append(
+                Rejection(
+                    index,
+                    sample_id[:MAX_SAMPLE_ID_CHARS] if type(sample_id) is str else None,
+                    problem.field,
+                    problem.reason,
+                    problem.message,
+                )
+            )
+            continue
+        with_ids = with_ids or sample.sample_id is not None
+        valid.append((index, sample))
+    if with_ids:
+        return CheckedBatch(check_unique(valid, rejected), sorted(rejected))
+    return CheckedBatch([sample for _, sample in valid], rejected)
