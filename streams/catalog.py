@@ -199,6 +199,24 @@ CATALOG = TopicCatalog(
             doc="The pathway priority the steering service answers players with.",
         ),
         _spec(
+            "control.commands",
+            ev.OperatorCommand,
+            ("command_id",),
+            # One partition: drains and restores apply in the order operators gave them.
+            partitions=1,
+            # Kept forever (a few records a day): a drain holds until restored, and replay
+            # must see it however old it is.
+            retention_ms=-1,
+            doc="Operator drain/restore commands for regions and pathways.",
+        ),
+        _spec(
+            "control.command-outcomes",
+            ev.OperatorCommandOutcome,
+            ("command_id",),
+            partitions=1,
+            doc="What the control plane did with each operator command (applied or refused).",
+        ),
+        _spec(
             "liveward.dead-letter",
             ev.DeadLetter,
             ("source_topic",),

@@ -27,6 +27,11 @@ class LicenseDecision(StrEnum):
     REFUSED = "REFUSED"
 
 
+class OperatorAction(StrEnum):
+    DRAIN = "DRAIN"
+    RESTORE = "RESTORE"
+
+
 class RevocationScope(StrEnum):
     TOKEN = "TOKEN"
     SESSION = "SESSION"
@@ -368,6 +373,86 @@ class LicenseIssued:
             decision=LicenseDecision(record["decision"]),
             reason=record["reason"],
             latency_us=record["latency_us"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorCommand:
+    """An operator asked to drain traffic from a region or pathway, or to restore it."""
+
+    SCHEMA_NAME: ClassVar[str] = "liveward.OperatorCommand"
+    event_id: str
+    occurred_at: int
+    region: str
+    command_id: str
+    action: OperatorAction
+    target: str
+    operator: str
+    reason: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "region": self.region,
+            "command_id": self.command_id,
+            "action": self.action.value,
+            "target": self.target,
+            "operator": self.operator,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> OperatorCommand:
+        return cls(
+            event_id=record["event_id"],
+            occurred_at=record["occurred_at"],
+            region=record["region"],
+            command_id=record["command_id"],
+            action=OperatorAction(record["action"]),
+            target=record["target"],
+            operator=record["operator"],
+            reason=record["reason"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorCommandOutcome:
+    """What the control plane did with an operator command: applied, no-op, or refused."""
+
+    SCHEMA_NAME: ClassVar[str] = "liveward.OperatorCommandOutcome"
+    event_id: str
+    occurred_at: int
+    region: str
+    command_id: str
+    accepted: bool
+    reason: str
+    detail: str
+    decision_ids: tuple[str, ...]
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "region": self.region,
+            "command_id": self.command_id,
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "detail": self.detail,
+            "decision_ids": list(self.decision_ids),
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> OperatorCommandOutcome:
+        return cls(
+            event_id=record["event_id"],
+            occurred_at=record["occurred_at"],
+            region=record["region"],
+            command_id=record["command_id"],
+            accepted=record["accepted"],
+            reason=record["reason"],
+            detail=record["detail"],
+            decision_ids=tuple(record["decision_ids"]),
         )
 
 
@@ -925,6 +1010,8 @@ Event = (
     | KeyEpoch
     | KeyRotated
     | LicenseIssued
+    | OperatorCommand
+    | OperatorCommandOutcome
     | PackagerManifestState
     | QoEAggregate
     | QoETelemetrySample
@@ -944,6 +1031,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     KeyEpoch.SCHEMA_NAME: KeyEpoch,
     KeyRotated.SCHEMA_NAME: KeyRotated,
     LicenseIssued.SCHEMA_NAME: LicenseIssued,
+    OperatorCommand.SCHEMA_NAME: OperatorCommand,
+    OperatorCommandOutcome.SCHEMA_NAME: OperatorCommandOutcome,
     PackagerManifestState.SCHEMA_NAME: PackagerManifestState,
     QoEAggregate.SCHEMA_NAME: QoEAggregate,
     QoETelemetrySample.SCHEMA_NAME: QoETelemetrySample,
