@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
 from liveward.settings import Settings
 from sinks.clickhouse.backends import ClickHouseBackend, backend_for, qualified
 from sinks.clickhouse.migrations import apply_migrations
+from sinks.clickhouse.retention import RetentionSchedule, apply_retention
 from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.tables import DEFAULT_ROUTES
+from sinks.errors import SinkError
 from sinks.runner import BadRecord, SinkRunner
 from streams.codec import default_codec
 from streams.deadletter import DeadLetterPublisher
+from streams.meta import now_ms
 from streams.producer import EventProducer
 
+log = logging.getLogger(__name__)
+
 GROUP_ID = "liveward-clickhouse-sink"
+# Day partitions expire once a day; checking hourly bounds how long an expired day lingers.
+RETENTION_INTERVAL_S = 3_600.0
 
 
 class AnalyticsSink:
@@ -40,6 +49,7 @@ class AnalyticsSink:
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.runner.run, args=(self._stop,), daemon=True)
+        self._retention = threading.Thread(target=self._keep_retention, daemon=True)
 
     def _dead_letter(self, record: BadRecord) -> None:
         self._dead_letters.publish(
@@ -53,13 +63,30 @@ class AnalyticsSink:
             consumer=GROUP_ID,
         )
 
+    def _keep_retention(self) -> None:
+        """Drop expired day partitions at start and every RETENTION_INTERVAL_S until stopped."""
+        schedule = RetentionSchedule(RETENTION_INTERVAL_S)
+        keep_days = self._settings.analytics.retention_days
+        while not self._stop.is_set():
+            if schedule.due(time.monotonic()):
+                try:
+                    dropped = apply_retention(self.backend, now_ms=now_ms(), keep_days=keep_days)
+                except SinkError as exc:
+                    log.warning("retention pass failed, retried next time: %s", exc)
+                else:
+                    if dropped:
+                        log.info("retention (%d days) dropped %s", keep_days, dropped)
+            self._stop.wait(min(RETENTION_INTERVAL_S, 60.0))
+
     def start(self) -> None:
         self._thread.start()
+        self._retention.start()
 
     def stop(self) -> None:
         """Flush what is buffered, commit, and stop the thread."""
         self._stop.set()
         self._thread.join(timeout=30)
+        self._retention.join(timeout=30)
         self._producer.close()
         self.backend.close()
 

@@ -206,11 +206,12 @@ class EmbeddedBackend:
                     insert_statement(self, table, columns), "ArrowStream"
                 ) as inserter:
                     inserter.append(payload)
-                    written = inserter.finish().rows_written
+                    inserter.finish()
             except RuntimeError as exc:
                 self._arrow_types.pop(table, None)
                 raise _chdb_error(exc) from exc
-        return int(written)
+        # Not finish().rows_written: it also counts rows that materialized views wrote.
+        return len(rows)
 
     def close(self) -> None:
         with self._lock:

@@ -172,9 +172,15 @@ INGEST_HEALTH_BEATS = TableMapping.from_schema(
     SCHEMA_DIR / "IngestHealth.avsc",
     epoch_ms_fields=("occurred_at", "last_segment_at"),
 )
+QOE_AGGREGATES = TableMapping.from_schema(
+    "qoe_aggregates",
+    SCHEMA_DIR / "QoEAggregate.avsc",
+    epoch_ms_fields=("occurred_at", "window_start", "window_end"),
+)
 
 # Which topic's events land in which table.
 DEFAULT_ROUTES: Mapping[str, TableMapping] = {
     "qoe.telemetry": QOE_TELEMETRY_SAMPLES,
     "ingest.health": INGEST_HEALTH_BEATS,
+    "qoe.aggregates": QOE_AGGREGATES,
 }

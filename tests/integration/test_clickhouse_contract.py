@@ -18,6 +18,7 @@ from liveward.settings import Settings
 from sinks.clickhouse.backends import ClickHouseBackend, EmbeddedBackend, NativeBackend
 from sinks.clickhouse.migrations import MIGRATIONS_TABLE, apply_migrations, load_migrations
 from sinks.clickhouse.retention import drop_expired_partitions, list_partitions
+from sinks.clickhouse.rollups import DERIVED_TABLES
 from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.tables import DEFAULT_ROUTES, INGEST_HEALTH_BEATS, QOE_TELEMETRY_SAMPLES
 from sinks.errors import ClickHouseQueryError
@@ -101,7 +102,8 @@ class ClickHouseContract:
         assert [m.version for m in first] == [m.version for m in load_migrations()]
         assert second == []
         tables = {row[0] for row in backend.execute(f"SHOW TABLES FROM `{backend.database}`")}
-        assert tables == {MIGRATIONS_TABLE, *(m.table for m in DEFAULT_ROUTES.values())}
+        routed = {m.table for m in DEFAULT_ROUTES.values()}
+        assert tables == {MIGRATIONS_TABLE, *routed, *DERIVED_TABLES}
         assert self.count(backend, MIGRATIONS_TABLE) == len(first)
 
     def test_tables_have_exactly_the_mapped_columns(self, migrated: ClickHouseBackend) -> None:
