@@ -11,7 +11,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bench.revocation import percentile
+from bench.load import open_loop
 from services.auth.tokens import (
     DeviceBinding,
     Entitlements,
@@ -130,22 +130,16 @@ async def _offer(
                 raise RuntimeError("the auth service never issued a token")
             await asyncio.sleep(0.1)
 
-        async def one(scheduled: float) -> tuple[float, bool]:
-            pause = scheduled - time.perf_counter()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            status = (await http.post("/v1/tokens", json=body, headers=headers)).status_code
-            return (time.perf_counter() - scheduled) * 1000, status == 200
+        async def one(_: int) -> str | None:
+            answer = await http.post("/v1/tokens", json=body, headers=headers)
+            return None if answer.status_code == 200 else str(answer.status_code)
 
-        total = int(rate_per_s * seconds)
-        start = time.perf_counter() + 0.1
-        results = await asyncio.gather(*(one(start + i / rate_per_s) for i in range(total)))
-    latencies = [latency for latency, _ in results]
+        figures = await open_loop(one, rate_per_s=rate_per_s, seconds=seconds)
     return HttpFigures(
         rate_per_s=rate_per_s,
-        requests=total,
-        p50_ms=percentile(latencies, 0.5),
-        p99_ms=percentile(latencies, 0.99),
-        max_ms=max(latencies),
-        errors=sum(1 for _, ok in results if not ok),
+        requests=figures.requests,
+        p50_ms=figures.p50_ms,
+        p99_ms=figures.p99_ms,
+        max_ms=figures.max_ms,
+        errors=figures.errors,
     )

@@ -79,13 +79,17 @@ def live_system(
     settings: Settings,
     *,
     auth_regions: tuple[str, ...] = (),
+    license_regions: tuple[str, ...] = (),
     worker: bool = True,
     ready_timeout: float = 60.0,
 ) -> Iterator[LiveSystem]:
-    """Bring up the stack (if down), topics, the worker and one auth instance per region.
+    """Bring up the stack (if down), topics, the worker, one auth and one license instance
+    per region.
 
-    Auth instance i listens on `services.auth_port + i`. Everything started here is
-    stopped on exit; a stack that was already up is left up.
+    Auth instance i listens on `services.auth_port + i`; license instance i on
+    `services.license_port + i` (gRPC `license_grpc_port + i`) and fetches the JWKS of
+    auth instance 0. Everything started here is stopped on exit; a stack that was
+    already up is left up.
     """
     stack = Stack(settings)
     was_up = bool(stack.status()) and all(row.healthy for row in stack.status())
@@ -112,6 +116,19 @@ def live_system(
             started.append(process)
             url = f"http://{settings.services.host}:{port}"
             system.services.append(RunningService("auth", region, url, process))
+        for index, region in enumerate(license_regions):
+            port = settings.services.license_port + index
+            grpc_port = settings.services.license_grpc_port + index
+            name = f"license-{region}"
+            process = ManagedProcess(name, pids / f"{name}.pid", settings.log_dir / f"{name}.log")
+            process.start(
+                [sys.executable, "-m", "liveward.cli", "serve", "license", "--port", str(port),
+                 "--grpc-port", str(grpc_port)],
+                env={**env, "LIVEWARD_REGION": region},
+            )  # fmt: skip
+            started.append(process)
+            url = f"http://{settings.services.host}:{port}"
+            system.services.append(RunningService("license", region, url, process))
         for service in system.services:
             _wait_healthy(service.url, service.process, ready_timeout)
         yield system

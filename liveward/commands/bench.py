@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -139,4 +140,104 @@ def tokens(
         f"{figures.max_ms:.1f} ms",
         str(figures.errors),
     )
+    console.print(latency)
+
+
+@app.command("license")
+def license_(
+    rate: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--rate", help="An offered rate, requests/s (repeatable; default 200, 500, 1000)."
+        ),
+    ] = None,
+    seconds: float = typer.Option(10.0, help="How long each rate is offered."),
+    players: int = typer.Option(500, help="Players in the warm mix (each reuses its token)."),
+    concurrency: int = typer.Option(32, help="Clients of the closed-loop (saturation) run."),
+    crypto_count: int = typer.Option(5_000, help="Operations per crypto baseline figure."),
+) -> None:
+    """ClearKey license latency at fixed rates and at saturation, next to the crypto alone."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.license import run_license_bench
+
+    rates = rate or [200, 500, 1000]
+    from infra.live_system import live_system, with_demo_geo
+
+    console = Console()
+    base = load_settings()
+    with tempfile.TemporaryDirectory(prefix="liveward-bench-") as scratch:
+        settings = with_demo_geo(base, Path(scratch) / "geo")
+        # The bench is the players' proxy: it names each player in X-Forwarded-For.
+        settings = settings.model_copy(
+            update={"auth": settings.auth.model_copy(update={"trusted_proxies": ("127.0.0.1/32",)})}
+        )
+        region = settings.region
+        with (
+            console.status("starting auth and license services"),
+            live_system(
+                settings, auth_regions=(region,), license_regions=(region,), worker=False
+            ) as system,
+        ):
+            license_service = system.of("license")[0]
+            pid = license_service.process.pid()
+            if pid is None:
+                raise typer.Exit(1)
+            console.print(f"offering {rates} requests/s for {seconds:.0f} s each, then saturating")
+            bench = run_license_bench(
+                settings,
+                (settings.services.host, settings.services.license_port),
+                pid,
+                rates=rates,
+                seconds=seconds,
+                players=players,
+                concurrency=concurrency,
+                crypto_count=crypto_count,
+            )
+    crypto = bench.crypto
+    baseline = Table("operation", "µs", "per second", title="crypto alone (same run, one core)")
+    for name, us in (
+        ("HKDF: one period's content key + key id", crypto.derive_us),
+        ("token verify (TokenVerifier: Ed25519 + claims)", crypto.verify_us),
+        ("raw Ed25519 verify", crypto.raw_verify_us),
+        ("a cold license: 2 periods derived + 1 verify", crypto.license_us),
+    ):
+        baseline.add_row(name, f"{us:.1f}", f"{1e6 / us:,.0f}")
+    console.print(baseline)
+    latency = Table(
+        "mix",
+        "offered",
+        "requests",
+        "p50",
+        "p99",
+        "p999",
+        "max",
+        "answered/s",
+        "server CPU/req",
+        "vs crypto",
+        "errors",
+        title="POST /v1/license/clearkey (LicenseIssued confirmed by Kafka before each grant)",
+    )
+    for run in [*bench.runs, *bench.saturated]:
+        figures = run.figures
+        offered = (
+            f"{figures.offered_per_s:,.0f}/s"
+            if figures.offered_per_s is not None
+            else f"closed, {bench.concurrency} clients"
+        )
+        errors = ", ".join(f"{k}: {v}" for k, v in figures.failures.items()) or "0"
+        latency.add_row(
+            run.mix,
+            offered,
+            f"{figures.requests:,}",
+            f"{figures.p50_ms:.1f} ms",
+            f"{figures.p99_ms:.1f} ms",
+            f"{figures.p999_ms:.1f} ms",
+            f"{figures.max_ms:.1f} ms",
+            f"{figures.answered_per_s:,.0f}",
+            f"{run.server_cpu_us:.0f} µs",
+            f"{run.server_cpu_us / crypto.license_us:.1f}x",
+            errors,
+        )
     console.print(latency)

@@ -14,6 +14,7 @@ class Refusal(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not-found"
+    PAYLOAD_TOO_LARGE = "payload-too-large"
     UNAVAILABLE = "unavailable"
 
 
@@ -22,6 +23,7 @@ HTTP_STATUS: dict[Refusal, int] = {
     Refusal.UNAUTHENTICATED: 401,
     Refusal.FORBIDDEN: 403,
     Refusal.NOT_FOUND: 404,
+    Refusal.PAYLOAD_TOO_LARGE: 413,
     Refusal.UNAVAILABLE: 503,
 }
 

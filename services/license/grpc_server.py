@@ -35,6 +35,7 @@ GRPC_STATUS: dict[Refusal, grpc.StatusCode] = {
     Refusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Refusal.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
     Refusal.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Refusal.PAYLOAD_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 MAX_KIDS = 16

@@ -124,7 +124,9 @@ class Grant:
     async def keys_when_stored(self, timeout: float = STORE_TIMEOUT_S) -> tuple[ContentKey, ...]:
         """`keys_once_stored` for an event loop: awaits instead of blocking it."""
         try:
-            await asyncio.wait_for(asyncio.wrap_future(self.stored), timeout)
+            # asyncio.timeout, not wait_for: no extra task per license.
+            async with asyncio.timeout(timeout):
+                await asyncio.wrap_future(self.stored)
         except TimeoutError as exc:
             raise _not_stored(f"not acknowledged within {timeout:g} s") from exc
         except DeliveryFailed as exc:

@@ -354,3 +354,22 @@ def test_preflight_allows_the_authorization_header(client: TestClient) -> None:
     )
     assert response.status_code == 200
     assert "authorization" in response.headers["access-control-allow-headers"].lower()
+
+
+def test_oversized_license_requests_are_413_before_they_are_parsed(
+    world: LicenseWorld, client: TestClient
+) -> None:
+    body = b'{"kids": ["' + b"A" * 20_000 + b'"]}'
+    response = client.post("/v1/license/clearkey", content=body, headers=_headers(world.token()))
+    _refused(response, 413, "body-too-large")
+
+
+def test_license_routes_are_counted_in_the_edge_request_metrics(
+    world: LicenseWorld, client: TestClient
+) -> None:
+    client.get(f"/v1/keys/sports/final/{P0}", headers=_headers(world.token()))
+    text = client.get("/metrics").text
+    assert (
+        'liveward_http_requests_total{route="/v1/keys/{content_id:path}/{period}",'
+        'service="license",status="200"} 1.0' in text
+    )
