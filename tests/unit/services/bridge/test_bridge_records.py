@@ -1,0 +1,117 @@
+"""The bridge's own Avro writer: byte for byte what fastavro writes, readable by the codec."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import SCHEMA_DIR
+from services.bridge.epochs import EpochKey
+from services.bridge.pseudonyms import EpochPseudonyms
+from services.bridge.records import (
+    WRITTEN_FIELDS,
+    Provenance,
+    SampleEncoder,
+    SchemaMismatch,
+    encode_long,
+)
+from services.bridge.samples import MAX_DURATION_MS, PlayerSample
+from streams.codec import AvroCodec, SchemaStore, default_codec
+from streams.events import QoETelemetrySample
+
+CODEC = default_codec()
+ENCODER = SampleEncoder(CODEC)
+PSEUDONYMS = EpochPseudonyms(EpochKey("2024-05-01", bytes(range(32))))
+
+_names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
+_tokens = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,20}", fullmatch=True)
+_counts = st.integers(0, MAX_DURATION_MS)
+samples = st.builds(
+    PlayerSample,
+    sample_id=st.none() | _names,
+    viewer=_names,
+    session=_names,
+    content=_names,
+    cdn=_tokens,
+    serving_region=st.none() | _tokens,
+    sampled_at=st.integers(0, 2**45),
+    bitrate_kbps=_counts,
+    buffer_ms=_counts,
+    play_ms=_counts,
+    rebuffer_count=_counts,
+    rebuffer_ms=_counts,
+    startup_ms=st.none() | _counts,
+    exited_before_start=st.booleans(),
+    error_code=st.none() | _tokens,
+)
+provenances = st.builds(
+    Provenance,
+    region=_tokens,
+    received_ms=st.integers(0, 2**45),
+    country=st.none() | st.sampled_from(["SE", "US"]),
+    subdivision=st.none() | st.sampled_from(["E", "WA"]),
+)
+
+
+@given(st.lists(samples, min_size=1, max_size=20), provenances)
+def test_records_are_what_the_codec_writes_for_the_same_event(
+    batch: list[PlayerSample], provenance: Provenance
+) -> None:
+    records = ENCODER.encode_batch(batch, provenance, PSEUDONYMS, os.urandom(16 * len(batch)))
+
+    for (key, value), sample in zip(records, batch, strict=True):
+        _, record = CODEC.decode_record(value)
+        assert CODEC.encode(QoETelemetrySample(**record)) == value
+        assert key == record["session_ref"].encode()
+        assert record["session_ref"] == PSEUDONYMS.session(sample.session)
+        assert record["viewer_pseudonym"] == PSEUDONYMS.viewer(sample.viewer)
+        assert record["country"] == (provenance.country or "--")
+        assert record["subdivision"] == (provenance.subdivision or "")
+        assert record["serving_region"] == (sample.serving_region or provenance.region)
+        assert (record["sampled_at"], record["bitrate_kbps"], record["rebuffer_ms"]) == (
+            sample.sampled_at, sample.bitrate_kbps, sample.rebuffer_ms,
+        )  # fmt: skip
+        assert (record["startup_ms"], record["error_code"]) == (
+            sample.startup_ms,
+            sample.error_code,
+        )
+        assert record["exited_before_start"] is sample.exited_before_start
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_longs_are_zigzag_varints(value: int) -> None:
+    import io
+
+    import fastavro
+
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, "long", value)
+    assert encode_long(value) == out.getvalue()
+
+
+def test_event_ids_are_unique_uuids_unless_the_player_named_the_sample() -> None:
+    base = PlayerSample(None, "v", "s", "c", "cdn", None, 1, 0, 0, 0, 0, 0, None, False, None)
+    named = base._replace(sample_id="n-1")
+    records = ENCODER.encode_batch(
+        [base, base, named, named], Provenance("r", 1, None, None), PSEUDONYMS, os.urandom(64)
+    )
+    ids = [CODEC.decode_record(value)[1]["event_id"] for _, value in records]
+
+    assert len(set(ids[:3])) == 3 and ids[2] == ids[3]
+    assert {i[14] for i in ids} <= {"4", "8"}  # random ids are v4, derived ones v8
+
+
+def test_the_encoder_refuses_a_schema_it_does_not_write(tmp_path: Path) -> None:
+    schema = json.loads((SCHEMA_DIR / "QoETelemetrySample.avsc").read_text())
+    schema["fields"].append({"name": "extra", "type": ["null", "int"], "default": None})
+    (tmp_path / "QoETelemetrySample.avsc").write_text(json.dumps(schema))
+    codec = AvroCodec(SchemaStore.from_directory(tmp_path), {})
+
+    with pytest.raises(SchemaMismatch, match=r"update services/bridge/records\.py"):
+        SampleEncoder(codec)
+    assert len(WRITTEN_FIELDS) == len(schema["fields"]) - 1
