@@ -8,7 +8,8 @@ from liveward.settings import Settings
 
 
 def register_all(app: faust.App, settings: Settings) -> None:
-    from processors.agents import revocations, theft
+    from processors.agents import qoe, revocations, theft
 
     revocations.register(app, settings)
     theft.register(app, settings)
+    qoe.register(app, settings)

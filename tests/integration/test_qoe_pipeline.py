@@ -1,0 +1,278 @@
+"""QoE end to end: samples → Faust worker → qoe.aggregates → analytics sink → ClickHouse.
+
+The session worker runs with the default rules (10 s windows, 10 s lateness, k = 10).
+Each test uses a serving region of its own, so its windows share no state with anything
+else on the broker, and event times five minutes in the past, so windows close as soon
+as the worker has seen a later sample (or the region has been quiet for a window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer
+
+from liveward.settings import Settings
+from processors.app import APP_ID
+from sinks.analytics import AnalyticsSink
+from sinks.clickhouse.backends import NativeBackend
+from streams.codec import default_codec
+from streams.consumer import consumer_config
+from streams.events import QoEAggregate, QoETelemetrySample
+from streams.meta import new_event_id, now_ms
+from streams.producer import EventProducer
+
+WINDOW_MS = 10_000
+PARTIALS_TOPIC = f"{APP_ID}-qoe-partials"
+
+
+def pseudonym(text: str) -> str:
+    """Looks like the bridge's pseudonyms (64 hex digits), so the privacy scan agrees."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def telemetry(
+    region: str,
+    viewer: int,
+    *,
+    sampled_at: int,
+    occurred_at: int | None = None,
+    cdn: str = "cdn-a",
+    content: str = "big",
+    **fields: Any,
+) -> QoETelemetrySample:
+    values: dict[str, Any] = {
+        "event_id": new_event_id(),
+        "occurred_at": occurred_at if occurred_at is not None else sampled_at + 200,
+        "region": "eu-west",
+        "session_ref": pseudonym(f"{region}-session-{viewer}-{content}"),
+        "viewer_pseudonym": pseudonym(f"{region}-viewer-{viewer}"),
+        "pseudonym_epoch": "2024-05-01",
+        "content_id": content,
+        "cdn": cdn,
+        "serving_region": region,
+        "country": "NL",
+        "subdivision": "NH",
+        "sampled_at": sampled_at,
+        "bitrate_kbps": 3000,
+        "buffer_ms": 8000,
+        "play_ms": 1800,
+        "rebuffer_count": 1,
+        "rebuffer_ms": 200,
+    }
+    values.update(fields)
+    return QoETelemetrySample(**values)
+
+
+def _consume_until(
+    settings: Settings,
+    topic: str,
+    done: Callable[[list[Any]], bool],
+    keep: Callable[[Any], Any | None],
+    timeout: float = 90.0,
+) -> list[Any]:
+    consumer = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(found) and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error() is None:
+                    item = keep(message)
+                    if item is not None:
+                        found.append(item)
+    finally:
+        consumer.close()
+    return found
+
+
+def partial_samples(settings: Settings, region: str, want: int) -> int:
+    """Waits until the worker's first stage has summarised `want` samples of region."""
+
+    def keep(message: Any) -> int | None:
+        if message.key() != region.encode():
+            return None
+        return int(orjson.loads(message.value())["st"]["n"])
+
+    return sum(_consume_until(settings, PARTIALS_TOPIC, lambda f: sum(f) >= want, keep))
+
+
+def aggregates_of(
+    settings: Settings, region: str, done: Callable[[list[QoEAggregate]], bool]
+) -> list[QoEAggregate]:
+    codec = default_codec()
+
+    def keep(message: Any) -> QoEAggregate | None:
+        if not (message.key() or b"").startswith(f"{region}|".encode()):
+            return None
+        return codec.decode_as(message.value(), QoEAggregate)
+
+    return _consume_until(settings, "qoe.aggregates", done, keep)
+
+
+@pytest.fixture
+def region() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def window_start() -> int:
+    """A window five minutes ago."""
+    t = now_ms() - 300_000
+    return t - t % WINDOW_MS
+
+
+@pytest.fixture
+def analytics_sink(
+    worker: Settings, clickhouse_server: Settings, unique_name: str
+) -> Iterator[AnalyticsSink]:
+    """The analytics sink on the session's ClickHouse server, in a database of its own."""
+    database = "qoe_" + uuid.uuid4().hex[:12]
+    settings = clickhouse_server.model_copy(
+        update={
+            "clickhouse": clickhouse_server.clickhouse.model_copy(update={"database": database})
+        }
+    )
+    sink = AnalyticsSink(settings, group_id=unique_name)
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+        backend = NativeBackend(settings)
+        backend.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        backend.close()
+
+
+def wait_for_rows(sink: AnalyticsSink, sql: str, want: Callable[[list[Any]], bool]) -> list[Any]:
+    deadline = time.monotonic() + 60
+    rows: list[Any] = []
+    while time.monotonic() < deadline:
+        rows = sink.backend.execute(sql)
+        if want(rows):
+            return rows
+        time.sleep(0.5)
+    return rows
+
+
+def test_samples_become_k_anonymous_aggregates_with_late_and_suppressed_counts(
+    worker: Settings, analytics_sink: AnalyticsSink, region: str, window_start: int
+) -> None:
+    a = window_start
+    producer = EventProducer(worker)
+    # Window A: one content big enough to publish, two that are only big enough together,
+    # and one CDN with two viewers, which nothing can hide.
+    first = (
+        [telemetry(region, v, sampled_at=a + 100 * v, bitrate_kbps=1000 * (v % 4 + 1))
+         for v in range(12)]
+        + [telemetry(region, 100 + v, sampled_at=a + 500, content="s1") for v in range(6)]
+        + [telemetry(region, 200 + v, sampled_at=a + 500, content="s2", error_code="E-404")
+           for v in range(5)]
+        + [telemetry(region, 300 + v, sampled_at=a + 900, cdn="cdn-b", content="t")
+           for v in range(2)]
+    )  # fmt: skip
+    producer.send_all("qoe.telemetry", first)
+    assert partial_samples(worker, region, len(first)) == len(first)
+
+    # Window B (30 s later) moves the watermark past A's end + lateness: A closes.
+    second = [telemetry(region, v, sampled_at=a + 30_000 + v) for v in range(10)]
+    producer.send_all("qoe.telemetry", second)
+    closed_a = aggregates_of(worker, region, lambda f: any(x.window_start == a for x in f))
+    assert closed_a, "window A was not published"
+
+    # Sampled in A, received after A closed: late.
+    late = [
+        telemetry(region, 400 + v, sampled_at=a + 1_000, occurred_at=a + 31_000) for v in range(3)
+    ]
+    producer.send_all("qoe.telemetry", late)
+    producer.close()
+    # B closes once the region has been quiet for a window length.
+    published = aggregates_of(
+        worker, region, lambda f: any(x.window_start == a + 30_000 for x in f)
+    )
+
+    rows = {(x.window_start, x.cdn, x.content_id): x for x in published}
+    assert set(rows) == {(a, "cdn-a", "big"), (a, "cdn-a", "*"), (a + 30_000, "cdn-a", "big")}
+    assert all(x.viewers >= 10 for x in published)
+    big, merged, b = (
+        rows[(a, "cdn-a", "big")],
+        rows[(a, "cdn-a", "*")],
+        rows[(a + 30_000, "cdn-a", "big")],
+    )
+    assert (big.viewers, big.samples, big.sessions) == (12, 12, 12)
+    assert big.rebuffer_ratio == pytest.approx(0.1)
+    assert big.bitrate_p50_kbps == 2000 and big.bitrate_p95_kbps == 4000
+    assert (merged.viewers, merged.merged_groups, merged.error_rate) == (11, 2, 5 / 11)
+    # The two cdn-b viewers were suppressed; the late samples reported with window B.
+    assert sum(x.suppressed_samples for x in published) == 2
+    assert b.late_samples == 3
+    total = len(first) + len(second) + len(late)
+    assert sum(x.samples + x.late_samples + x.suppressed_samples for x in published) == total
+
+    # The sink lands them, once each, and the rollups see every sample (late ones too).
+    database = analytics_sink.backend.database
+    stored = wait_for_rows(
+        analytics_sink,
+        f"SELECT cdn, content_id, viewers, late_samples, suppressed_samples "
+        f"FROM `{database}`.qoe_aggregates FINAL WHERE serving_region = '{region}' "
+        "ORDER BY window_start, cdn, content_id",
+        lambda r: len(r) == 3,
+    )
+    assert stored == [
+        ("cdn-a", "*", 11, 0, 0),
+        ("cdn-a", "big", 12, 0, 2),
+        ("cdn-a", "big", 10, 3, 0),
+    ]
+    per_cdn = wait_for_rows(
+        analytics_sink,
+        f"SELECT cdn, countMerge(samples), uniqMerge(viewers) FROM `{database}`.qoe_minute "
+        f"WHERE serving_region = '{region}' GROUP BY cdn ORDER BY cdn",
+        lambda r: sum(n for _, n, _ in r) == total,
+    )
+    assert per_cdn == [("cdn-a", total - 2, 26), ("cdn-b", 2, 2)]
+    # The analysts' view keeps the floor: cdn-b (2 viewers) is not in it.
+    floor = analytics_sink.backend.execute(
+        f"SELECT cdn, viewers FROM `{database}`.qoe_region_cdn_minute "
+        f"WHERE serving_region = '{region}'"
+    )
+    assert floor and all(cdn == "cdn-a" and viewers >= 10 for cdn, viewers in floor)
+    errors = analytics_sink.backend.execute(
+        f"SELECT error_code, countMerge(samples) FROM `{database}`.qoe_errors_minute "
+        f"WHERE serving_region = '{region}' GROUP BY error_code"
+    )
+    assert errors == [("E-404", 5)]
+    sessions = analytics_sink.backend.execute(
+        f"SELECT count(), sum(samples) FROM `{database}`.qoe_sessions "
+        f"WHERE serving_region = '{region}'"
+    )
+    assert sessions == [(12 + 6 + 5 + 2 + 3, total)]
+
+
+def test_an_undecodable_sample_is_dead_lettered_and_aggregation_goes_on(
+    worker: Settings, region: str, window_start: int
+) -> None:
+    producer = EventProducer(worker)
+    garbage = b"\xc3\x01" + b"\x00" * 8 + b"not avro"
+    producer.send_raw("qoe.telemetry", [(region.encode(), garbage)])
+    samples = [telemetry(region, v, sampled_at=window_start + v) for v in range(10)]
+    producer.send_all("qoe.telemetry", samples)
+    producer.close()
+
+    published = aggregates_of(worker, region, bool)
+
+    assert [x.samples for x in published] == [10]
+    letters = _consume_until(
+        worker,
+        "liveward.dead-letter",
+        bool,
+        lambda m: m if m.value() and garbage in m.value() else None,
+        timeout=30,
+    )
+    assert letters
