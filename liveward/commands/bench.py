@@ -241,3 +241,46 @@ def license_(
             errors,
         )
     console.print(latency)
+
+
+@app.command()
+def telemetry(
+    samples: int = typer.Option(200_000, help="Samples sent in batches."),
+    batch_size: int = typer.Option(500, help="Samples per batched request."),
+    singles: int = typer.Option(5_000, help="Single-sample requests (JSON, and again CMCD)."),
+    connections: int = typer.Option(8, help="Concurrent keep-alive connections."),
+    port: int = typer.Option(18_183, help="Port of the bridge the bench starts."),
+) -> None:
+    """Bridge samples/s (batched, single JSON, single CMCD) next to a raw producer."""
+    from bench.telemetry import run_telemetry_bench
+
+    settings = load_settings()
+    console = Console()
+    with _kafka(settings), console.status("offering telemetry to a bridge process"):
+        result = run_telemetry_bench(
+            settings,
+            samples=samples,
+            batch_size=batch_size,
+            singles=singles,
+            connections=connections,
+            port=port,
+        )
+    table = Table(
+        "measurement",
+        "requests",
+        "samples/s",
+        "vs raw confluent-kafka",
+        "samples per bridge CPU-second",
+        title=f"telemetry bridge -> Kafka (1 broker, acks=all), {connections} connections",
+    )
+    raw = result.raw.per_second
+    for run in (result.batched, result.single_json, result.single_cmcd):
+        table.add_row(
+            run.figure.name,
+            f"{run.requests:,}",
+            f"{run.figure.per_second:,.0f}",
+            f"{run.figure.per_second / raw:.2f}x" if raw else "-",
+            f"{run.per_cpu_second:,.0f}",
+        )
+    table.add_row(result.raw.name, "-", f"{raw:,.0f}", "1.00x", "-")
+    console.print(table)

@@ -27,8 +27,6 @@ from services.bridge.samples import Rejection, SampleWindow
 from services.bridge.settings import BridgeSettings
 from streams.meta import now_ms
 
-TOPIC = "qoe.telemetry"
-
 
 class RecordLog(Protocol):
     """Where encoded records go; `EventProducer` is the real one.
@@ -168,5 +166,5 @@ class TelemetryBridge:
             self.pseudonyms(received_ms),
             self._entropy(16 * len(read.samples)),
         )
-        self._log.send_raw(TOPIC, records, timeout=self.settings.send_timeout_s)
+        self._log.send_raw(self.settings.topic, records, timeout=self.settings.send_timeout_s)
         return Accepted(len(records), read.rejected, read.ignored_keys, read.form)

@@ -37,6 +37,8 @@ class BridgeSettings(BaseModel):
     rate_limit_clients: int = Field(default=100_000, ge=100)
     # How long a request waits for Kafka to confirm its samples before answering 503.
     send_timeout_s: float = Field(default=10.0, gt=0)
+    # Where samples go; tests and benchmarks use a topic of their own (same layout).
+    topic: str = "qoe.telemetry"
 
     def keyring_path(self, settings: Settings) -> Path:
         return self.keyring_file or settings.state_dir / "bridge" / "pseudonym-keys.json"

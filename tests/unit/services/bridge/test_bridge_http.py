@@ -10,7 +10,6 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from services.bridge.bridge import TOPIC
 from streams.errors import DeliveryFailed, ProducerBackpressure
 from tests.unit.services.bridge.conftest import (
     MAX_BODY,
@@ -39,7 +38,7 @@ def test_a_batch_is_accepted_once_every_sample_is_in_the_log(harness: Harness) -
     assert response.status_code == 202, response.text
     assert response.json() == {"accepted": 2, "rejected": []}
     assert response.headers["access-control-allow-origin"] == "*"
-    assert [topic for topic, _, _ in harness.log.records] == [TOPIC, TOPIC]
+    assert [topic for topic, _, _ in harness.log.records] == ["qoe.telemetry"] * 2
     first, second = harness.decoded()
     assert first["country"] == "SE" and first["subdivision"] == "E"
     assert first["region"] == first["serving_region"] == "eu-west"

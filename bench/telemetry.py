@@ -1,0 +1,296 @@
+"""The telemetry bridge's speed: samples/s over HTTP into Kafka, next to a raw producer.
+
+A real `liveward serve bridge` process is started on its own topic; a small asyncio
+HTTP/1.1 client with pre-built requests keeps several connections busy, so the client
+costs little of the two cores the bridge and the broker share. Every request must be
+answered 202 with every sample accepted (that is: confirmed by Kafka). The baseline is
+a bare confluent-kafka producer sending the same number of pre-encoded records in the
+same run, with the bridge's producer settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import orjson
+from confluent_kafka import Producer
+
+from bench.backbone import Figure, _fresh_topic
+from infra.live_system import with_demo_geo
+from infra.processes import ManagedProcess, wait_until
+from liveward.settings import Settings
+from services.bridge.epochs import EpochKey
+from services.bridge.pseudonyms import EpochPseudonyms
+from services.bridge.records import Provenance, SampleEncoder
+from services.bridge.samples import PlayerSample
+from services.bridge.server import PRODUCER_TUNING
+from services.bridge.settings import BridgeSettings, bridge_env
+from streams.codec import default_codec
+from streams.meta import now_ms
+from streams.producer import producer_config
+
+SESSIONS_PER_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeFigure:
+    """One HTTP measurement: samples accepted, wall time, and the bridge's CPU time."""
+
+    figure: Figure
+    requests: int
+    bridge_cpu_s: float
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.figure.events / self.bridge_cpu_s if self.bridge_cpu_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryResult:
+    """Every figure of one run, against the same broker."""
+
+    batch_size: int
+    batched: BridgeFigure
+    single_json: BridgeFigure
+    single_cmcd: BridgeFigure
+    raw: Figure
+
+
+def json_sample(n: int, sessions: int, stamp: int) -> dict[str, object]:
+    """A player sample as the JSON API takes it; n spreads viewers and sessions."""
+    session = n % sessions
+    return {
+        "id": f"s-{n}",
+        "viewer": f"viewer-{session:06d}",
+        "session": f"session-{session:06d}-{os.getpid()}",
+        "content": "sports/final",
+        "cdn": "cdn-a",
+        "sampled_at": stamp,
+        "bitrate_kbps": 4_500,
+        "buffer_ms": 12_000 + n % 1000,
+        "play_ms": 1_000,
+        "rebuffer_count": n % 2,
+        "rebuffer_ms": 250 * (n % 2),
+    }
+
+
+def _request(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _connection(
+    port: int, requests: list[bytes], expected: list[int], answers: list[int]
+) -> None:
+    """Send requests one after another on one keep-alive connection; count accepted."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for request, want in zip(requests, expected, strict=True):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length)
+            if status != 202:
+                raise RuntimeError(f"the bridge answered {status}: {body[:300]!r}")
+            accepted = orjson.loads(body)["accepted"]
+            if accepted != want:
+                raise RuntimeError(f"{accepted} of {want} samples accepted: {body[:300]!r}")
+            answers.append(accepted)
+    finally:
+        writer.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _offer(
+    name: str, pid: int, port: int, requests: list[bytes], per_request: int, connections: int
+) -> BridgeFigure:
+    answers: list[int] = []
+    shares = [requests[i::connections] for i in range(connections)]
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(_connection(port, share, [per_request] * len(share), answers) for share in shares)
+        )
+
+    cpu_before = _cpu_seconds(pid)
+    started = time.perf_counter()
+    asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds(pid) - cpu_before
+    return BridgeFigure(Figure(name, sum(answers), elapsed), len(requests), cpu)
+
+
+def _raw_produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> Figure:
+    """The same number of pre-encoded, keyed records through a bare producer."""
+    producer = Producer(producer_config(settings, **PRODUCER_TUNING))
+    started = time.perf_counter()
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    return Figure(
+        "raw confluent-kafka producer (pre-encoded records)",
+        len(records),
+        time.perf_counter() - started,
+    )
+
+
+def _raw_records(count: int, stamp: int) -> list[tuple[bytes, bytes]]:
+    encoder = SampleEncoder(default_codec())
+    pseudonyms = EpochPseudonyms(EpochKey("bench", os.urandom(32)))
+    samples = [
+        PlayerSample(
+            sample_id=f"s-{n}",
+            viewer=f"viewer-{n % 1000}",
+            session=f"session-{n % 1000}",
+            content="sports/final",
+            cdn="cdn-a",
+            serving_region=None,
+            sampled_at=stamp,
+            bitrate_kbps=4_500,
+            buffer_ms=12_000,
+            play_ms=1_000,
+            rebuffer_count=0,
+            rebuffer_ms=0,
+            startup_ms=None,
+            exited_before_start=False,
+            error_code=None,
+        )
+        for n in range(count)
+    ]
+    return encoder.encode_batch(
+        samples, Provenance("bench", stamp, "SE", "E"), pseudonyms, os.urandom(16 * count)
+    )
+
+
+@contextmanager
+def running_bridge(settings: Settings, bridge: BridgeSettings, port: int) -> Iterator[int]:
+    """`liveward serve bridge` as a process for the bench; yields its PID."""
+    process = ManagedProcess(
+        "bench-bridge",
+        settings.state_dir / "pids" / "bench-bridge.pid",
+        settings.log_dir / "bench-bridge.log",
+    )
+    process.start(
+        [sys.executable, "-m", "liveward.cli", "serve", "bridge", "--port", str(port)],
+        env={**os.environ, **settings.as_env(), **bridge_env(bridge)},
+    )
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        if not wait_until(healthy, timeout=60, interval=0.2):
+            raise RuntimeError(f"the bridge did not start:\n{process.log_tail(30)}")
+        pid = process.pid()
+        assert pid is not None
+        yield pid
+    finally:
+        process.stop()
+
+
+def run_telemetry_bench(
+    base: Settings,
+    *,
+    samples: int,
+    batch_size: int,
+    singles: int,
+    connections: int,
+    port: int,
+) -> TelemetryResult:
+    """Batched and single-sample requests through a bridge process, and the raw baseline."""
+    stamp = now_ms()
+    with tempfile.TemporaryDirectory(prefix="liveward-bench-") as scratch:
+        settings = with_demo_geo(base, Path(scratch) / "geo").model_copy(
+            update={"state_dir": Path(scratch) / "state"}
+        )
+        topic = _fresh_topic(base, "telemetry", 6)
+        bridge = BridgeSettings(
+            topic=topic,
+            max_samples=max(batch_size, 1),
+            rate_limit_samples_per_s=1e9,
+            rate_limit_burst=1e9,
+        )
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": "89.160.20.112"}
+        batches = [
+            _request(
+                port,
+                "/v1/telemetry",
+                orjson.dumps(
+                    {
+                        "samples": [
+                            json_sample(b * batch_size + i, SESSIONS_PER_BATCH, stamp)
+                            for i in range(batch_size)
+                        ]
+                    }
+                ),
+                headers,
+            )
+            for b in range(max(1, samples // batch_size))
+        ]
+        single_json = [
+            _request(
+                port,
+                "/v1/telemetry",
+                orjson.dumps({"samples": [json_sample(n, 1000, stamp)]}),
+                headers,
+            )
+            for n in range(singles)
+        ]
+        cmcd = [
+            _request(
+                port,
+                "/v1/telemetry?CMCD="
+                + quote(f'bl=21300,br=3200,cid="sports/final",d=4004,ot=v,sid="s-{n % 1000}"'),
+                b"",
+                {},
+            )
+            for n in range(singles)
+        ]
+        # Proxies are trusted so the X-Forwarded-For address (Sweden) is the geo looked up.
+        settings = settings.model_copy(
+            update={"auth": settings.auth.model_copy(update={"trusted_proxies": ("127.0.0.1",)})}
+        )
+        with running_bridge(settings, bridge, port) as pid:
+            # Warm up: the first requests pay for connections and the producer's metadata.
+            _offer("warm-up", pid, port, batches[:4], batch_size, 2)
+            batched = _offer(
+                f"bridge, batches of {batch_size} (JSON)",
+                pid, port, batches, batch_size, connections,
+            )  # fmt: skip
+            single = _offer(
+                "bridge, single-sample JSON requests", pid, port, single_json, 1, connections
+            )
+            single_cmcd = _offer(
+                "bridge, single-sample CMCD (query) requests", pid, port, cmcd, 1, connections
+            )
+        raw = _raw_produce(base, topic, _raw_records(batched.figure.events, stamp))
+    return TelemetryResult(batch_size, batched, single, single_cmcd, raw)
