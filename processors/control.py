@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from liveward.topology import split_pathway
+from liveward.settings import Settings
+from liveward.topology import pathways, split_pathway
 from streams.events import (
     Evidence,
     FailoverDecision,
@@ -50,16 +51,18 @@ class FailoverRules:
     recover_max_s: float = 120.0
     # Up for this long, a pathway's failure count starts again from zero.
     failures_reset_s: float = 300.0
-    # Beats and aggregates stamped further than this from their arrival are counted and
-    # ignored: a clock running ahead would keep a dead region alive, one behind would kill
-    # a live one.
+    # Beats and aggregates stamped further than this ahead of their arrival are counted and
+    # ignored: a clock running ahead would keep a dead region alive. Those stamped as far
+    # behind are counted but kept: an old beat cannot make anything look more alive than
+    # it was, and dropping it would make a worker that lags disagree with a replay.
     max_clock_skew_s: float = 2.0
     # Time is judged at most this far past the newest accepted beat, so a stalled or lagging
     # input stream freezes decisions instead of failing everything over.
     watermark_slack_s: float = 1.5
     # The newest segment of a content in a region may be this old (3 segments of 2 s).
     segment_lag_s: float = 6.0
-    # A dead source is forgotten this long after it died, once another of its group lives.
+    # A dead source is forgotten this long after it died, once another of its group lives;
+    # a content nothing was heard of for this long has ended, and is forgotten too.
     forget_after_s: float = 60.0
     # A content other regions produce may be missing from a region this long (start-up).
     no_source_grace_s: float = 10.0
@@ -102,6 +105,17 @@ class ControlContext:
     @property
     def cdns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(split_pathway(p)[1] for p in self.pathway_order))
+
+
+def context_for(settings: Settings, *, new_id: Callable[[], str]) -> ControlContext:
+    """The context the worker, `liveward replay` and `liveward control` all judge with."""
+    rules = FailoverRules(
+        steering_ttl_s=settings.media.steering_ttl_s,
+        # Three segments late: a packager that beats but makes nothing is failing.
+        segment_lag_s=3 * settings.media.segment_seconds,
+    )
+    order = tuple(p.id for p in pathways(settings))
+    return ControlContext(rules, order, settings.region, new_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,16 +219,16 @@ class ControlOutputs:
     decisions: tuple[FailoverDecision, ...] = ()
     steering: tuple[SteeringState, ...] = ()
     outcome: OperatorCommandOutcome | None = None
+    # Contents that ended: their steering entries are to be deleted (tombstoned).
+    retired: tuple[str, ...] = ()
 
     def __add__(self, other: ControlOutputs) -> ControlOutputs:
         return ControlOutputs(
             self.decisions + other.decisions,
             self.steering + other.steering,
             other.outcome or self.outcome,
+            self.retired + other.retired,
         )
-
-    def __bool__(self) -> bool:
-        return bool(self.decisions or self.steering or self.outcome)
 
 
 ControlInput = IngestHealth | QoEAggregate | OperatorCommand
@@ -234,13 +248,16 @@ def ingest(
     return state, outputs + command_outputs
 
 
-def _skew_counter(occurred_at: int, arrived_at: int, rules: FailoverRules) -> str | None:
+def _check_clock(
+    state: ControlState, occurred_at: int, arrived_at: int, rules: FailoverRules
+) -> tuple[ControlState, bool]:
+    """Count a stamp far from its arrival; False when the input must be ignored (ahead)."""
     skew = occurred_at - arrived_at
     if skew > _ms(rules.max_clock_skew_s):
-        return "clock-ahead"
+        return state.counted("clock-ahead"), False
     if skew < -_ms(rules.max_clock_skew_s):
-        return "clock-behind"
-    return None
+        return state.counted("clock-behind"), True
+    return state, True
 
 
 def _seen_content(state: ControlState, content_id: str, at: int) -> Mapping[str, int]:
@@ -255,9 +272,9 @@ def observe_beat(
     """Take a heartbeat in; beats from unknown regions or with clocks far off only count."""
     if beat.region not in ctx.regions:
         return state.counted("unknown-region")
-    skewed = _skew_counter(beat.occurred_at, arrived_at, ctx.rules)
-    if skewed is not None:
-        return state.counted(skewed)
+    state, usable = _check_clock(state, beat.occurred_at, arrived_at, ctx.rules)
+    if not usable:
+        return state
     previous = state.sources.get(beat.source_id)
     if previous is not None and beat.occurred_at <= previous.last_beat_at:
         return state.counted("out-of-order")
@@ -290,9 +307,9 @@ def observe_aggregate(
     rules = ctx.rules
     if aggregate.serving_region not in ctx.regions or aggregate.cdn not in ctx.cdns:
         return state.counted("unknown-pathway")
-    skewed = _skew_counter(aggregate.occurred_at, arrived_at, rules)
-    if skewed is not None:
-        return state.counted(skewed)
+    state, usable = _check_clock(state, aggregate.occurred_at, arrived_at, rules)
+    if not usable:
+        return state
     key = (aggregate.serving_region, aggregate.cdn, aggregate.content_id)
     previous = state.qoe.get(key)
     if previous is not None and aggregate.window_end <= previous.window_end:
@@ -336,8 +353,9 @@ def tick(
     """Judge every (pathway, content) at `now`: hysteresis, failover, failback, steering."""
     rules = ctx.rules
     at = effective_now(state, now, rules)
-    state = replace(_forget_replaced_sources(state, at, rules), evaluated_at=at)
-    outputs = ControlOutputs()
+    state, retired = _retire_ended_contents(_forget_replaced_sources(state, at, rules), at, rules)
+    state = replace(state, evaluated_at=at)
+    outputs = ControlOutputs(retired=retired)
     for content in (DEFAULT_CONTENT, *sorted(state.contents)):
         state, produced = _judge_content(state, content, at, ctx)
         outputs += produced
@@ -362,6 +380,32 @@ def _forget_replaced_sources(state: ControlState, at: int, rules: FailoverRules)
     if len(kept) == len(state.sources):
         return state
     return replace(state, sources=kept)
+
+
+def _retire_ended_contents(
+    state: ControlState, at: int, rules: FailoverRules
+) -> tuple[ControlState, tuple[str, ...]]:
+    """Forget contents nothing was heard of for `forget_after_s`: the stream has ended, and
+    its stale health must neither steer a restart of it nor block an operator's drain."""
+    heard = dict(state.contents)
+    for source in state.sources.values():
+        if source.content_id in heard:
+            heard[source.content_id] = max(heard[source.content_id], source.last_beat_at)
+    for (_, _, content), record in state.qoe.items():
+        if content in heard:
+            heard[content] = max(heard[content], record.last_at)
+    ended = tuple(sorted(c for c, last in heard.items() if at - last > _ms(rules.forget_after_s)))
+    if not ended:
+        return state, ()
+    gone = frozenset(ended)
+    return replace(
+        state,
+        sources={k: s for k, s in state.sources.items() if s.content_id not in gone},
+        contents={c: t for c, t in state.contents.items() if c not in gone},
+        qoe={k: r for k, r in state.qoe.items() if k[2] not in gone},
+        health={k: h for k, h in state.health.items() if k[1] not in gone},
+        steering={c: s for c, s in state.steering.items() if c not in gone},
+    ), ended
 
 
 def _judge_content(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
@@ -13,6 +12,7 @@ from processors.control import (
     DEFAULT_CONTENT,
     ControlContext,
     ControlInput,
+    ControlOutputs,
     ControlState,
     FailoverRules,
     durable,
@@ -113,28 +113,25 @@ class Plane:
     decisions: list[FailoverDecision] = field(default_factory=list)
     steering: list[SteeringState] = field(default_factory=list)
     outcomes: list[OperatorCommandOutcome] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
     now: int = T0
 
     def feed(self, event: ControlInput, at: int | None = None) -> None:
         self.now = self.now if at is None else at
         self.state, out = ingest(self.state, event, arrived_at=self.now, ctx=self.ctx)
-        self._keep(out.decisions, out.steering, out.outcome)
+        self._keep(out)
 
     def tick(self, at: int) -> None:
         self.now = at
         self.state, out = tick(self.state, now=at, ctx=self.ctx)
-        self._keep(out.decisions, out.steering, out.outcome)
+        self._keep(out)
 
-    def _keep(
-        self,
-        decisions: Iterable[FailoverDecision],
-        steering: Iterable[SteeringState],
-        outcome: OperatorCommandOutcome | None,
-    ) -> None:
-        self.decisions += decisions
-        self.steering += steering
-        if outcome is not None:
-            self.outcomes.append(outcome)
+    def _keep(self, out: ControlOutputs) -> None:
+        self.decisions += out.decisions
+        self.steering += out.steering
+        self.retired += out.retired
+        if out.outcome is not None:
+            self.outcomes.append(out.outcome)
 
     def run(self, until: int, sources: dict[str, tuple[str, str]], **beat_args: object) -> None:
         """Beat every second from `sources` (id -> (region, content)), tick every 250 ms."""
@@ -299,6 +296,21 @@ def test_the_last_region_up_is_never_failed_over() -> None:
     assert plane.state.health_of(US_A, "ch1").up
     assert not plane.state.health_of(EU_A, "ch1").up
     assert plane.priority("ch1") == US_FIRST
+
+
+def test_an_ended_stream_is_forgotten_and_its_steering_entry_deleted() -> None:
+    plane = Plane()
+    plane.run(T0 + 15_000, {**BOTH, "pk-us-2": ("us-east", "ch2")})
+    plane.run(T0 + 20_000, {**BOTH})  # ch2 ended; it never had a source in eu-west
+    assert plane.priority("ch2") == US_FIRST
+    plane.run(T0 + 75_000, BOTH)
+    assert plane.retired == []  # last heard at T0+15s: a minute of silence is the end
+    plane.run(T0 + 75_250, BOTH)
+    assert plane.retired == ["ch2"]
+    assert "ch2" not in plane.state.contents and "ch2" not in plane.state.steering
+    # With ch2 gone, nothing stops an operator draining us-east.
+    plane.feed(command(OperatorAction.DRAIN, "us-east", T0 + 75_500))
+    assert plane.outcomes[-1].reason == "drained"
 
 
 def test_decisions_freeze_when_every_input_stops() -> None:
