@@ -1,0 +1,1 @@
+"""Simulated live players: follow content steering, buffer, stall, fail over, report CMCD."""
