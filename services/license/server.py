@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import uvicorn
 from prometheus_client import Gauge
 
 from liveward.settings import Settings
@@ -13,7 +14,6 @@ from services.access.policy import PolicyBook
 from services.access.revocation import RevocationEnforcer
 from services.auth.app import ApiKeys
 from services.auth.tokens import encryption_key
-from services.http import serve
 from services.keys.keystore import EPOCHS_TOPIC, KeyStore
 from services.license.events import KafkaLicenseEvents
 from services.license.grpc_server import LicenseServicer, create_grpc_server
@@ -79,7 +79,7 @@ def run_license_service(
                 late_grace_s=late_grace_s,
             )
             app = create_license_app(service, trusted_proxies=settings.auth.trusted_proxies)
-            registry = app.state.metrics.registry
+            registry = app.metrics.registry
             Gauge(
                 "liveward_license_signal_failures",
                 "TokenUsed / refusal records Kafka did not take (not waited for)",
@@ -101,7 +101,8 @@ def run_license_service(
             bind = f"[{host}]" if ":" in host else host
             grpc_server, _ = create_grpc_server(servicer, f"{bind}:{grpc_port}")
             grpc_server.start()
-            serve(app, host, port)
+            # services.http.serve takes a FastAPI app; this is the ASGI app in front of one.
+            uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
         finally:
             if grpc_server is not None:
                 grpc_server.stop(GRPC_GRACE_S).wait()
