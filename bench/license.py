@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import httpx
 import orjson
 import uvloop
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,6 +53,7 @@ from streams.producer import EventProducer
 VIEWER_IP = "2.125.160.218"  # England in the demo geo databases
 CONTENT = "bench-live"
 CATCH_UP_S = 30.0
+CLEARKEY = 'route="/v1/license/clearkey"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +76,12 @@ class CryptoBaseline:
 
 @dataclass(frozen=True, slots=True)
 class LicenseRun:
-    """One load run: the mix, the figures, and the license process's CPU per answer."""
+    """One load run: the mix, the figures, and what the license process saw of it."""
 
     mix: str
     figures: LoadFigures
     server_cpu_us: float  # license process CPU time / requests
+    server_p99_ms: float | None  # the bucket bound its own histogram puts the p99 under
 
 
 @dataclass(slots=True)
@@ -136,6 +139,30 @@ def _claims(now: float, issuer: str, audience: str, geo: GeoBinding) -> Playback
         device_ref=viewer[::-1] * 2,
         session_version=0,
     )
+
+
+def _server_buckets(pool_address: tuple[str, int]) -> dict[float, float]:
+    """Cumulative counts of the license route's latency histogram, by upper bound (s)."""
+    text = httpx.get(f"http://{pool_address[0]}:{pool_address[1]}/metrics", timeout=5).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("liveward_http_request_seconds_bucket") or CLEARKEY not in line:
+            continue
+        bound = line.split('le="', 1)[1].split('"', 1)[0]
+        buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def server_p99_ms(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The smallest bucket bound (ms) holding 99% of the requests between two scrapes."""
+    counts = {bound: after[bound] - before.get(bound, 0.0) for bound in after}
+    total = counts.get(float("inf"), 0.0)
+    if not total:
+        return None
+    for bound in sorted(counts):
+        if counts[bound] >= 0.99 * total:
+            return bound * 1000
+    return None
 
 
 def _cpu_s(pid: int) -> float:
@@ -219,6 +246,9 @@ class LicenseDriver:
     def pool(self) -> HttpPool:
         return HttpPool(*self._pool_address)
 
+    def server_buckets(self) -> dict[float, float]:
+        return _server_buckets(self._pool_address)
+
 
 def _sender(driver: LicenseDriver, pool: HttpPool, tokens: list[bytes]) -> Send:
     async def send(index: int) -> str | None:
@@ -252,10 +282,9 @@ def run_license_bench(
 
         async def measure() -> None:
             warm = driver.tokens(players)
-            pool = driver.pool()
             # Warm up: connections, the producer, every warm token verified once.
             warm_up = await open_loop(
-                _sender(driver, pool, warm),
+                _sender(driver, driver.pool(), warm),
                 rate_per_s=500,
                 seconds=max(1.0, players / 500),
             )
@@ -264,30 +293,37 @@ def run_license_bench(
             for mix in ("warm", "cold"):
                 for rate in rates:
                     tokens = warm if mix == "warm" else driver.tokens(round(rate * seconds))
-                    before = _cpu_s(license_pid)
+                    pool = driver.pool()
+                    before, buckets = _cpu_s(license_pid), driver.server_buckets()
                     figures = await open_loop(
                         _sender(driver, pool, tokens),
                         rate_per_s=rate,
                         seconds=seconds,
                     )
-                    bench.runs.append(_run(mix, figures, _cpu_s(license_pid) - before))
+                    cpu = _cpu_s(license_pid) - before
+                    p99 = server_p99_ms(buckets, driver.server_buckets())
+                    bench.runs.append(_run(mix, figures, cpu, p99))
+                    await pool.close()
             for mix in ("warm", "cold"):
                 # Enough fresh tokens for the most the service could answer in `seconds`.
                 count = round(bench.crypto.licenses_per_s * seconds)
                 tokens = warm if mix == "warm" else driver.tokens(count)
-                before = _cpu_s(license_pid)
+                pool = driver.pool()
+                before, buckets = _cpu_s(license_pid), driver.server_buckets()
                 figures = await closed_loop(
                     _sender(driver, pool, tokens),
                     concurrency=concurrency,
                     seconds=seconds,
                 )
-                bench.saturated.append(_run(mix, figures, _cpu_s(license_pid) - before))
-            await pool.close()
+                cpu = _cpu_s(license_pid) - before
+                p99 = server_p99_ms(buckets, driver.server_buckets())
+                bench.saturated.append(_run(mix, figures, cpu, p99))
+                await pool.close()
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(measure())
     return bench
 
 
-def _run(mix: str, figures: LoadFigures, cpu_s: float) -> LicenseRun:
-    return LicenseRun(mix, figures, cpu_s / max(1, figures.requests) * 1e6)
+def _run(mix: str, figures: LoadFigures, cpu_s: float, p99_ms: float | None) -> LicenseRun:
+    return LicenseRun(mix, figures, cpu_s / max(1, figures.requests) * 1e6, p99_ms)
