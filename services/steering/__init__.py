@@ -1,0 +1,1 @@
+"""The steering service: HLS and DASH content steering manifests from the control plane's state."""
