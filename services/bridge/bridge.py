@@ -21,7 +21,7 @@ from services.bridge.epochs import EpochKeyStore, epoch_label
 from services.bridge.errors import RateLimited, RequestRejected
 from services.bridge.pseudonyms import EpochPseudonyms
 from services.bridge.ratelimit import TokenBuckets, client_network
-from services.bridge.records import Provenance, SampleEncoder
+from services.bridge.records import ENTROPY_BYTES, Provenance, SampleEncoder
 from services.bridge.requests import TelemetryRequest, read_request
 from services.bridge.samples import Rejection, SampleWindow
 from services.bridge.settings import BridgeSettings
@@ -164,7 +164,7 @@ class TelemetryBridge:
             read.samples,
             provenance,
             self.pseudonyms(received_ms),
-            self._entropy(16 * len(read.samples)),
+            self._entropy(ENTROPY_BYTES),
         )
         self._log.send_raw(self.settings.topic, records, timeout=self.settings.send_timeout_s)
         return Accepted(len(records), read.rejected, read.ignored_keys, read.form)

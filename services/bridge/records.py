@@ -49,20 +49,44 @@ WRITTEN_FIELDS: tuple[tuple[str, Any], ...] = (
 UNKNOWN_COUNTRY = "--"
 
 
+def _varint(unsigned: int) -> bytes:
+    out = bytearray()
+    while unsigned > 0x7F:
+        out.append((unsigned & 0x7F) | 0x80)
+        unsigned >>= 7
+    out.append(unsigned)
+    return bytes(out)
+
+
 def encode_long(value: int) -> bytes:
     """Avro int/long: zig-zag, then little-endian base-128 varint."""
-    zigzag = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while zigzag > 0x7F:
-        out.append((zigzag & 0x7F) | 0x80)
-        zigzag >>= 7
-    out.append(zigzag)
-    return bytes(out)
+    return _varint((value << 1) ^ (value >> 63))
 
 
 # Bitrates, buffer lengths and play times are mostly below this: a list index beats the loop.
 _SMALL_LONGS = tuple(encode_long(n) for n in range(1 << 16))
 _SMALL = len(_SMALL_LONGS)
+# The low 14 bits of a zig-zagged long as its first two varint bytes (both continued).
+_LOW_14 = tuple(bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(1 << 14))
+
+
+class _TimestampWriter:
+    """Encodes epoch-ms longs: the bits above the lowest 14 change every 8 s, so cache them."""
+
+    __slots__ = ("_high",)
+
+    def __init__(self) -> None:
+        self._high: dict[int, bytes] = {}
+
+    def __call__(self, value: int) -> bytes:
+        if value < _SMALL:
+            return _SMALL_LONGS[value] if value >= 0 else encode_long(value)
+        zigzag = value << 1
+        high = zigzag >> 14
+        tail = self._high.get(high)
+        if tail is None:
+            tail = self._high[high] = _varint(high)
+        return _LOW_14[zigzag & 0x3FFF] + tail
 
 
 def encode_string(value: str) -> bytes:
@@ -77,6 +101,8 @@ _FALSE = b"\x00"
 _TRUE = b"\x01"
 _UUID_PREFIX = encode_long(36)
 _PSEUDONYM_PREFIX = encode_long(32)
+# Random bytes each request needs for its event ids (see `encode_batch`).
+ENTROPY_BYTES = 12
 
 
 class SchemaMismatch(RuntimeError):
@@ -115,71 +141,77 @@ class SampleEncoder:
     ) -> list[tuple[bytes, bytes]]:
         """(key, value) per sample, in order; key = session_ref (the topic's key).
 
-        entropy: 16 random bytes per sample for the event ids of samples without an id
-        of their own (passed in so this stays pure and testable).
+        A sample with an id of its own gets an event_id derived from it (a resent sample
+        keeps its id); the others get `<request prefix><counter>`: a version-8 UUID whose
+        90 bits of prefix come from `entropy` (ENTROPY_BYTES random bytes per request,
+        passed in so this stays pure) and whose last 32 bits count the samples.
         """
-        if len(entropy) < 16 * len(samples):
-            raise ValueError("16 bytes of entropy per sample are needed")
+        if len(entropy) < ENTROPY_BYTES:
+            raise ValueError(f"{ENTROPY_BYTES} bytes of entropy are needed")
+        h = entropy[:ENTROPY_BYTES].hex()
+        id_prefix = (
+            _UUID_PREFIX
+            + f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_HEX_VARIANT[h[16]]}{h[17:20]}-{h[20:24]}".encode()
+        )
         small, small_longs = _SMALL, _SMALL_LONGS
+        timestamp = _TimestampWriter()
         strings: dict[str, bytes] = {}
-        viewers: dict[str, str] = {}
-        sessions: dict[str, str] = {}
-        occurred = encode_long(provenance.received_ms)
-        # occurred_at, region: shared by every record of the request.
-        shared_head = occurred + encode_string(provenance.region)
+        viewers: dict[str, bytes] = {}
+        sessions: dict[str, tuple[bytes, bytes]] = {}
+        # header, event_id prefix; occurred_at and region: shared by every record.
+        shared_head = encode_long(provenance.received_ms) + encode_string(provenance.region)
         epoch = encode_string(pseudonyms.epoch)
         geo = encode_string(provenance.country or UNKNOWN_COUNTRY) + encode_string(
             provenance.subdivision or ""
         )
         default_region = encode_string(provenance.region)
-        random_hex = entropy.hex()
         header = self._header
         records: list[tuple[bytes, bytes]] = []
         append = records.append
-        for index, sample in enumerate(samples):
-            session_ref = sessions.get(sample.session)
-            if session_ref is None:
-                session_ref = sessions[sample.session] = pseudonyms.session(sample.session)
-            viewer = viewers.get(sample.viewer)
-            if viewer is None:
-                viewer = viewers[sample.viewer] = pseudonyms.viewer(sample.viewer)
-            if sample.sample_id is None:
-                h = random_hex[32 * index : 32 * index + 32]
-                event_id = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_HEX_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+        for index, (
+            sample_id, viewer, session, content, cdn, serving_region, sampled_at,
+            bitrate, buffer, play, stalls, stalled, startup, exited, error,
+        ) in enumerate(samples):  # fmt: skip
+            known_session = sessions.get(session)
+            if known_session is None:
+                ref = pseudonyms.session(session).encode()
+                known_session = sessions[session] = (ref, _PSEUDONYM_PREFIX + ref)
+            key, session_field = known_session
+            viewer_field = viewers.get(viewer)
+            if viewer_field is None:
+                viewer_field = viewers[viewer] = (
+                    _PSEUDONYM_PREFIX + pseudonyms.viewer(viewer).encode()
+                )
+            if sample_id is None:
+                event_id = id_prefix + b"%08x" % index
             else:
-                event_id = pseudonyms.sample_event_id(sample.session, sample.sample_id)
-            content = strings.get(sample.content)
-            if content is None:
-                content = strings[sample.content] = encode_string(sample.content)
-            cdn = strings.get(sample.cdn)
-            if cdn is None:
-                cdn = strings[sample.cdn] = encode_string(sample.cdn)
-            if sample.serving_region is None:
+                event_id = _UUID_PREFIX + pseudonyms.sample_event_id(session, sample_id).encode()
+            content_field = strings.get(content)
+            if content_field is None:
+                content_field = strings[content] = encode_string(content)
+            cdn_field = strings.get(cdn)
+            if cdn_field is None:
+                cdn_field = strings[cdn] = encode_string(cdn)
+            if serving_region is None:
                 serving = default_region
             else:
-                serving = strings.get(sample.serving_region) or encode_string(sample.serving_region)
-            bitrate, buffer, play = sample.bitrate_kbps, sample.buffer_ms, sample.play_ms
-            stalls, stalled = sample.rebuffer_count, sample.rebuffer_ms
-            startup, error = sample.startup_ms, sample.error_code
+                serving = strings.get(serving_region) or encode_string(serving_region)
             append(
                 (
-                    session_ref.encode(),
+                    key,
                     b"".join(
                         (
                             header,
-                            _UUID_PREFIX,
-                            event_id.encode(),
+                            event_id,
                             shared_head,
-                            _PSEUDONYM_PREFIX,
-                            session_ref.encode(),
-                            _PSEUDONYM_PREFIX,
-                            viewer.encode(),
+                            session_field,
+                            viewer_field,
                             epoch,
-                            content,
-                            cdn,
+                            content_field,
+                            cdn_field,
                             serving,
                             geo,
-                            encode_long(sample.sampled_at),
+                            timestamp(sampled_at),
                             small_longs[bitrate] if bitrate < small else encode_long(bitrate),
                             small_longs[buffer] if buffer < small else encode_long(buffer),
                             small_longs[play] if play < small else encode_long(play),
@@ -189,7 +221,7 @@ class SampleEncoder:
                             if startup is None
                             else _SOME
                             + (small_longs[startup] if startup < small else encode_long(startup)),
-                            _TRUE if sample.exited_before_start else _FALSE,
+                            _TRUE if exited else _FALSE,
                             _NULL if error is None else _SOME + encode_string(error),
                         )
                     ),

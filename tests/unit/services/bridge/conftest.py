@@ -95,7 +95,7 @@ def make_bridge(geo_databases: GeoDatabases) -> Iterator[Callable[..., Harness]]
             geo=geo,
             clock_ms=lambda: clock.wall_ms,
             monotonic=lambda: clock.mono,
-            entropy=lambda n: b"".join(next(counter).to_bytes(16, "big") for _ in range(n // 16)),
+            entropy=lambda n: next(counter).to_bytes(n, "big"),
         )
         app = create_bridge_app(bridge, max_body_bytes=MAX_BODY)
         client = TestClient(app, client=(client_ip, 40_000))

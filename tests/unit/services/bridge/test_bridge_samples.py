@@ -6,14 +6,18 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.bridge.errors import RequestRejected
 from services.bridge.samples import (
+    FIELDS,
     MAX_BITRATE_KBPS,
     Invalid,
     PlayerSample,
     SampleWindow,
     check_json_sample,
+    explain_json_sample,
     parse_json_batch,
 )
 from tests.unit.services.bridge.conftest import NOW_MS, sample
@@ -144,3 +148,30 @@ def test_an_unusable_body_is_refused_as_a_whole(body: bytes, reason: str) -> Non
 
     assert refused.value.reason == reason
     assert refused.value.status == 400
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2 * MAX_BITRATE_KBPS),
+    st.integers(NOW_MS - 3_700_000, NOW_MS + 120_000),
+    st.floats(0, 10),
+    st.sampled_from(["", "cdn-a", "cdn b", "x" * 129, "ok", "a\tb", "sports/final"]),
+)
+
+
+@given(st.dictionaries(st.sampled_from(sorted(FIELDS)), _values, max_size=len(FIELDS)))
+def test_the_fast_path_accepts_exactly_what_the_field_by_field_check_accepts(
+    item: dict[str, Any],
+) -> None:
+    check_json_sample(sample(cdn="cdn-a"), WINDOW)  # the fast path knows this CDN
+    try:
+        expected: PlayerSample | str = explain_json_sample(item, WINDOW)
+    except Invalid as problem:
+        expected = problem.reason
+    try:
+        got: PlayerSample | str = check_json_sample(item, WINDOW)
+    except Invalid as problem:
+        got = problem.reason
+
+    assert got == expected
