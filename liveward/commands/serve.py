@@ -65,6 +65,13 @@ def license_(
         str, typer.Option(hidden=True, help="Key epochs topic (tests isolate their own).")
     ] = "keys.epochs",
     policy: Annotated[Path | None, typer.Option(help="Access policy file (TOML).")] = None,
+    linger_ms: Annotated[
+        int | None,
+        typer.Option(
+            help="Kafka linger for license records, ms: latency against broker requests "
+            "(default 1)."
+        ),
+    ] = None,
 ) -> None:
     """ClearKey licenses and HLS AES-128 keys, over REST and gRPC in one process."""
     from services.license.server import run_license_service
@@ -87,6 +94,7 @@ def license_(
         grpc_port=grpc_port,
         epochs_topic=epochs_topic,
         late_grace_s=late_grace_s,
+        **({} if linger_ms is None else {"linger_ms": linger_ms}),
     )
 
 

@@ -15,7 +15,7 @@ from services.access.revocation import RevocationEnforcer
 from services.auth.app import ApiKeys
 from services.auth.tokens import encryption_key
 from services.keys.keystore import EPOCHS_TOPIC, KeyStore
-from services.license.events import KafkaLicenseEvents
+from services.license.events import LINGER_MS, KafkaLicenseEvents
 from services.license.grpc_server import LicenseServicer, create_grpc_server
 from services.license.rest import create_license_app
 from services.license.service import LicenseService
@@ -49,6 +49,7 @@ def run_license_service(
     grpc_port: int,
     epochs_topic: str = EPOCHS_TOPIC,
     late_grace_s: float = LATE_GRACE_S,
+    linger_ms: int = LINGER_MS,
 ) -> None:
     """Serve REST on host:port and gRPC on host:grpc_port until interrupted.
 
@@ -59,7 +60,7 @@ def run_license_service(
     policies = PolicyBook.load(settings.auth.policy_file)
     tokens = playback_tokens(settings)
     with GeoResolver.from_settings(settings.auth) as geo:
-        events = KafkaLicenseEvents(settings)
+        events = KafkaLicenseEvents(settings, linger_ms=linger_ms)
         revocations = RevocationEnforcer(settings)
         keys = KeyStore(settings, topic=epochs_topic)
         grpc_server = None
