@@ -146,10 +146,8 @@ def test_a_content_with_an_entry_is_served_even_when_no_packager_is_listed(
 def test_metrics_count_players_by_pathway(client: TestClient) -> None:
     client.get("/v1/steering/ch1?_HLS_pathway=us-east.cdn-b&_HLS_throughput=2000000")
     text = client.get("/metrics").text
-    assert (
-        'liveward_steering_requests_by_pathway_total{pathway="us-east.cdn-b",protocol="hls"}'
-        in (text)
-    )
+    counted = 'liveward_steering_requests_by_pathway_total{pathway="us-east.cdn-b",protocol="hls"}'
+    assert f"{counted} 1.0" in text
 
 
 def test_a_dash_player_is_on_the_last_location_it_lists() -> None:
