@@ -11,7 +11,9 @@ from rich.console import Console
 from liveward.settings import load_settings
 from services.license.window import LATE_GRACE_S
 
-app = typer.Typer(help="Run an HTTP/gRPC edge (auth, license, bridge).", no_args_is_help=True)
+app = typer.Typer(
+    help="Run an HTTP/gRPC edge (auth, license, bridge, steering).", no_args_is_help=True
+)
 
 
 @app.callback()
@@ -111,3 +113,18 @@ def bridge(
     port = port or settings.services.bridge_port
     Console().print(f"bridge on http://{host}:{port} (stop with Ctrl-C)")
     run_bridge_service(settings, host=host, port=port)
+
+
+@app.command("steering")
+def steering(
+    port: Annotated[int | None, typer.Option(help="Port (default: settings, 8084).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default: loopback).")] = None,
+) -> None:
+    """HLS and DASH content steering manifests, following the control plane's decisions."""
+    from services.steering.server import run_steering_service
+
+    settings = load_settings()
+    host = host or settings.services.host
+    port = port or settings.services.steering_port
+    Console().print(f"steering on http://{host}:{port} (stop with Ctrl-C)")
+    run_steering_service(settings, host=host, port=port)
