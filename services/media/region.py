@@ -25,9 +25,15 @@ from liveward.topology import origin_port, pathway_id, pathways
 from services.media.edge import PLAYLIST_TTL_S
 from services.media.errors import RegionError
 from services.media.layout import DEFAULT_CONTENT, MEDIA_PLAYLIST, live_path
+from services.media.segments import last_complete_segment
+
+MEDIA_SEQUENCE_TAG = "#EXT-X-MEDIA-SEQUENCE:"
 
 PACKAGERS = ("a", "b")
 READY_TIMEOUT_S = 45.0
+# A region is ready when its live windows hold this many segments (players join three
+# segments behind the live edge; with fewer they would start with a thin buffer).
+READY_SEGMENTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,9 @@ class RegionProcesses:
         return [m.url for m in self.members if m.role.startswith("edge-") and m.url is not None]
 
     def wait_ready(self, timeout: float) -> None:
+        """Wait until every edge serves a live window of every content that is current
+        (its newest segment is the newest the clock allows, or the one before) and holds
+        READY_SEGMENTS segments; NotReady if a process exits or time runs out."""
         deadline = time.monotonic() + timeout
         pending = [
             f"{url}{live_path(content, MEDIA_PLAYLIST)}"
@@ -149,7 +158,7 @@ class RegionProcesses:
                             f"{member.process.name} exited during start-up:\n"
                             f"{member.process.log_tail()}"
                         )
-                pending = [url for url in pending if not _answers(client, url)]
+                pending = [url for url in pending if not self._live(client, url)]
                 if not pending:
                     return
                 if time.monotonic() >= deadline:
@@ -180,12 +189,24 @@ class RegionProcesses:
     def pathway_ids(self) -> list[str]:
         return [pathway_id(self.region, cdn) for cdn in self.settings.media.cdns]
 
-
-def _answers(client: httpx.Client, url: str) -> bool:
-    try:
-        return client.get(url).status_code == 200
-    except httpx.HTTPError:
-        return False
+    def _live(self, client: httpx.Client, url: str) -> bool:
+        try:
+            response = client.get(url)
+        except httpx.HTTPError:
+            return False
+        if response.status_code != 200:
+            return False
+        lines = response.text.splitlines()
+        sequence = next(
+            (int(line.split(":", 1)[1]) for line in lines if line.startswith(MEDIA_SEQUENCE_TAG)),
+            None,
+        )
+        count = sum(1 for line in lines if line and not line.startswith("#"))
+        if sequence is None or count == 0:
+            return False
+        newest = last_complete_segment(time.time(), self.settings.media.segment_seconds)
+        enough = min(READY_SEGMENTS, self.settings.media.playlist_segments)
+        return sequence + count - 1 >= newest - 1 and count >= enough
 
 
 def regions_of(
