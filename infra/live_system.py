@@ -21,6 +21,7 @@ from infra.processes import ManagedProcess
 from infra.stack import Stack
 from liveward.settings import Settings
 from services.access.demo_geo import write_geo_databases
+from services.media.region import RegionProcesses, start_all
 from streams.topics import apply_topics
 
 
@@ -40,6 +41,8 @@ class LiveSystem:
 
     settings: Settings
     services: list[RunningService] = field(default_factory=list)
+    # The simulated regions' media processes (ingest, packagers, origin, edges).
+    media: list[RegionProcesses] = field(default_factory=list)
 
     def of(self, name: str) -> list[RunningService]:
         return [s for s in self.services if s.name == name]
@@ -80,6 +83,7 @@ def live_system(
     *,
     auth_regions: tuple[str, ...] = (),
     license_regions: tuple[str, ...] = (),
+    media_regions: tuple[str, ...] = (),
     worker: bool = True,
     ready_timeout: float = 60.0,
 ) -> Iterator[LiveSystem]:
@@ -88,8 +92,9 @@ def live_system(
 
     Auth instance i listens on `services.auth_port + i`; license instance i on
     `services.license_port + i` (gRPC `license_grpc_port + i`) and fetches the JWKS of
-    auth instance 0. Everything started here is stopped on exit; a stack that was
-    already up is left up.
+    auth instance 0. Each of `media_regions` gets its media processes (ingest, packagers,
+    origin, edges; services.media.region), ready once every edge serves a live window.
+    Everything started here is stopped on exit; a stack that was already up is left up.
     """
     stack = Stack(settings)
     was_up = bool(stack.status()) and all(row.healthy for row in stack.status())
@@ -131,8 +136,12 @@ def live_system(
             system.services.append(RunningService("license", region, url, process))
         for service in system.services:
             _wait_healthy(service.url, service.process, ready_timeout)
+        system.media = [RegionProcesses(settings, region) for region in media_regions]
+        start_all(system.media, ready_timeout=ready_timeout)
         yield system
     finally:
+        for media in system.media:
+            media.stop()
         for process in reversed(started):
             process.stop()
         if not was_up:

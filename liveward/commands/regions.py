@@ -46,12 +46,10 @@ def up(
 
     settings = load_settings()
     apply_topics(settings)
+    from services.media.region import start_all
+
     started = _regions(settings, regions, content)
-    for region in started:
-        for member in region.members:
-            region.start_member(member.role)
-    for region in started:
-        region.wait_ready(60.0)
+    start_all(started, ready_timeout=60.0)
     console = Console()
     console.print(_table(started))
     console.print(f"players start at {started[0].edge_urls()[0]}/live/<content>/master.m3u8")

@@ -223,6 +223,18 @@ def regions_of(
     ]
 
 
+def start_all(
+    regions: Sequence[RegionProcesses], *, ready_timeout: float = READY_TIMEOUT_S
+) -> None:
+    """Start every missing process of every region, then wait until all are ready (the
+    regions come up side by side rather than one after the other)."""
+    for region in regions:
+        for member in region.members:
+            region.start_member(member.role)
+    for region in regions:
+        region.wait_ready(ready_timeout)
+
+
 @contextmanager
 def running_regions(
     settings: Settings,
@@ -238,11 +250,7 @@ def running_regions(
     """
     started = regions_of(settings, regions, contents=contents, lifetime_s=lifetime_s)
     try:
-        for region in started:
-            for member in region.members:
-                region.start_member(member.role)
-        for region in started:
-            region.wait_ready(ready_timeout)
+        start_all(started, ready_timeout=ready_timeout)
         yield started
     finally:
         for region in started:
