@@ -885,3 +885,43 @@ def restore(data: Mapping[str, Any], *, now: int) -> ControlState:
         },
         evaluated_at=now,
     )
+
+
+def fold_log(
+    log: Iterable[tuple[int, ControlInput]], *, until: int, ctx: ControlContext, tick_ms: int = 250
+) -> tuple[ControlState, list[ControlOutputs]]:
+    """Replay a recorded input log as the agent lived it, from an empty state.
+
+    `log` holds (arrival ms, input) in arrival order; between inputs and after the last,
+    up to `until`, the fold ticks every `tick_ms` as the agent's timer does. Over a quiet
+    gap it ticks only until everything time-driven has settled (the longest window), then
+    jumps: nothing can change after that without a new input.
+    """
+    rules = ctx.rules
+    settle_ms = _ms(
+        max(rules.failures_reset_s, rules.recover_max_s, rules.forget_after_s, rules.qoe_stale_s)
+    )
+    state = ControlState()
+    produced: list[ControlOutputs] = []
+
+    def tick_through(start: int, end: int) -> None:
+        nonlocal state
+        for at in range(start + tick_ms, min(end, start + settle_ms + tick_ms), tick_ms):
+            state, outputs = tick(state, now=at, ctx=ctx)
+            if outputs != ControlOutputs():
+                produced.append(outputs)
+
+    last: int | None = None
+    for arrived, event in log:
+        if last is not None:
+            tick_through(last, arrived)
+        state, outputs = ingest(state, event, arrived_at=arrived, ctx=ctx)
+        if outputs != ControlOutputs():
+            produced.append(outputs)
+        last = arrived
+    if last is not None:
+        tick_through(last, until)
+    state, outputs = tick(state, now=until, ctx=ctx)
+    if outputs != ControlOutputs():
+        produced.append(outputs)
+    return state, produced
