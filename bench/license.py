@@ -81,7 +81,8 @@ class LicenseRun:
     mix: str
     figures: LoadFigures
     server_cpu_us: float  # license process CPU time / requests
-    server_p99_ms: float | None  # the bucket bound its own histogram puts the p99 under
+    # Per SERVER_HISTOGRAMS name: the bucket bound its own histogram puts the p99 under.
+    server_p99_ms: dict[str, float | None]
 
 
 @dataclass(slots=True)
@@ -141,16 +142,25 @@ def _claims(now: float, issuer: str, audience: str, geo: GeoBinding) -> Playback
     )
 
 
-def _server_buckets(pool_address: tuple[str, int]) -> dict[float, float]:
-    """Cumulative counts of the license route's latency histogram, by upper bound (s)."""
-    text = httpx.get(f"http://{pool_address[0]}:{pool_address[1]}/metrics", timeout=5).text
-    buckets: dict[float, float] = {}
+Histograms = dict[str, dict[float, float]]
+# What the license process measures of itself: the whole route, the checks, the Kafka wait.
+SERVER_HISTOGRAMS = {
+    "route": ("liveward_http_request_seconds_bucket", CLEARKEY),
+    "decision": ("liveward_license_decision_seconds_bucket", ""),
+    "kafka": ("liveward_license_store_seconds_bucket", ""),
+}
+
+
+def _server_histograms(address: tuple[str, int]) -> Histograms:
+    """Cumulative bucket counts (by upper bound, s) of SERVER_HISTOGRAMS, scraped now."""
+    text = httpx.get(f"http://{address[0]}:{address[1]}/metrics", timeout=5).text
+    found: Histograms = {name: {} for name in SERVER_HISTOGRAMS}
     for line in text.splitlines():
-        if not line.startswith("liveward_http_request_seconds_bucket") or CLEARKEY not in line:
-            continue
-        bound = line.split('le="', 1)[1].split('"', 1)[0]
-        buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
-    return buckets
+        for name, (metric, label) in SERVER_HISTOGRAMS.items():
+            if line.startswith(metric + "{") and label in line:
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                found[name][float(bound)] = float(line.rsplit(" ", 1)[1])
+    return found
 
 
 def server_p99_ms(before: dict[float, float], after: dict[float, float]) -> float | None:
@@ -246,8 +256,8 @@ class LicenseDriver:
     def pool(self) -> HttpPool:
         return HttpPool(*self._pool_address)
 
-    def server_buckets(self) -> dict[float, float]:
-        return _server_buckets(self._pool_address)
+    def server_histograms(self) -> Histograms:
+        return _server_histograms(self._pool_address)
 
 
 def _sender(driver: LicenseDriver, pool: HttpPool, tokens: list[bytes]) -> Send:
@@ -294,30 +304,28 @@ def run_license_bench(
                 for rate in rates:
                     tokens = warm if mix == "warm" else driver.tokens(round(rate * seconds))
                     pool = driver.pool()
-                    before, buckets = _cpu_s(license_pid), driver.server_buckets()
+                    before, buckets = _cpu_s(license_pid), driver.server_histograms()
                     figures = await open_loop(
                         _sender(driver, pool, tokens),
                         rate_per_s=rate,
                         seconds=seconds,
                     )
                     cpu = _cpu_s(license_pid) - before
-                    p99 = server_p99_ms(buckets, driver.server_buckets())
-                    bench.runs.append(_run(mix, figures, cpu, p99))
+                    bench.runs.append(_run(mix, figures, cpu, buckets, driver.server_histograms()))
                     await pool.close()
             for mix in ("warm", "cold"):
                 # Enough fresh tokens for the most the service could answer in `seconds`.
                 count = round(bench.crypto.licenses_per_s * seconds)
                 tokens = warm if mix == "warm" else driver.tokens(count)
                 pool = driver.pool()
-                before, buckets = _cpu_s(license_pid), driver.server_buckets()
+                before, buckets = _cpu_s(license_pid), driver.server_histograms()
                 figures = await closed_loop(
                     _sender(driver, pool, tokens),
                     concurrency=concurrency,
                     seconds=seconds,
                 )
                 cpu = _cpu_s(license_pid) - before
-                p99 = server_p99_ms(buckets, driver.server_buckets())
-                bench.saturated.append(_run(mix, figures, cpu, p99))
+                bench.saturated.append(_run(mix, figures, cpu, buckets, driver.server_histograms()))
                 await pool.close()
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -325,5 +333,8 @@ def run_license_bench(
     return bench
 
 
-def _run(mix: str, figures: LoadFigures, cpu_s: float, p99_ms: float | None) -> LicenseRun:
-    return LicenseRun(mix, figures, cpu_s / max(1, figures.requests) * 1e6, p99_ms)
+def _run(
+    mix: str, figures: LoadFigures, cpu_s: float, before: Histograms, after: Histograms
+) -> LicenseRun:
+    p99 = {name: server_p99_ms(before[name], after[name]) for name in SERVER_HISTOGRAMS}
+    return LicenseRun(mix, figures, cpu_s / max(1, figures.requests) * 1e6, p99)

@@ -214,7 +214,7 @@ def license_(
         "p999",
         "max",
         "answered/s",
-        "server p99 ≤",
+        "server p99 ≤: all / checks / Kafka",
         "server CPU/req",
         "vs crypto",
         "errors",
@@ -237,7 +237,11 @@ def license_(
             f"{figures.p999_ms:.1f} ms",
             f"{figures.max_ms:.1f} ms",
             f"{figures.answered_per_s:,.0f}",
-            "-" if run.server_p99_ms is None else f"{run.server_p99_ms:g} ms",
+            " / ".join(
+                "-" if run.server_p99_ms[name] is None else f"{run.server_p99_ms[name]:g}"
+                for name in ("route", "decision", "kafka")
+            )
+            + " ms",
             f"{run.server_cpu_us:.0f} µs",
             f"{run.server_cpu_us / crypto.license_us:.1f}x",
             errors,

@@ -38,7 +38,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from prometheus_client.registry import Collector
 
 from services.access.geo import GeoError, GeoFacts
@@ -114,6 +114,8 @@ class Grant:
     license_id: str
     _keys: tuple[ContentKey, ...]
     stored: Future[None]
+    _decided_at: float = 0.0  # time.perf_counter() when the record went to Kafka
+    _metrics: LicenseMetrics | None = None
 
     def keys_once_stored(self, timeout: float = STORE_TIMEOUT_S) -> tuple[ContentKey, ...]:
         """Block until the record is stored; LicenseError `delivery-failed` otherwise."""
@@ -123,6 +125,11 @@ class Grant:
             raise _not_stored(f"not acknowledged within {timeout:g} s") from exc
         except DeliveryFailed as exc:
             raise _not_stored(str(exc)) from exc
+        return self._released()
+
+    def _released(self) -> tuple[ContentKey, ...]:
+        if self._metrics is not None:
+            self._metrics.store_seconds.observe(time.perf_counter() - self._decided_at)
         return self._keys
 
     async def keys_when_stored(self, timeout: float = STORE_TIMEOUT_S) -> tuple[ContentKey, ...]:
@@ -135,7 +142,7 @@ class Grant:
             raise _not_stored(f"not acknowledged within {timeout:g} s") from exc
         except DeliveryFailed as exc:
             raise _not_stored(str(exc)) from exc
-        return self._keys
+        return self._released()
 
 
 def _not_stored(why: str) -> LicenseError:
@@ -158,9 +165,22 @@ class LicenseMetrics:
             ["protocol", "decision", "reason"],
             registry=None,
         )
+        # Where a grant's time goes: the checks, then Kafka taking the license record.
+        self.decision_seconds = Histogram(
+            "liveward_license_decision_seconds",
+            "From the start of the checks to a grant's decision",
+            registry=None,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+        )
+        self.store_seconds = Histogram(
+            "liveward_license_store_seconds",
+            "From a grant's decision to Kafka confirming its license record",
+            registry=None,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
 
     def collectors(self) -> tuple[Collector, ...]:
-        return (self.decisions,)
+        return (self.decisions, self.decision_seconds, self.store_seconds)
 
     def decided(self, protocol: str, decision: LicenseDecision, reason: str) -> None:
         self.decisions.labels(protocol, decision.value, reason).inc()
@@ -296,7 +316,8 @@ class LicenseService:
         except DeliveryFailed as exc:
             raise _not_stored(str(exc)) from exc
         self.metrics.decided(protocol, LicenseDecision.GRANTED, reason)
-        return Grant(event.license_id, keys, stored)
+        self.metrics.decision_seconds.observe(event.latency_us / 1e6)
+        return Grant(event.license_id, keys, stored, time.perf_counter(), self.metrics)
 
     def _locate(self, ip: str) -> GeoFacts:
         facts = self._places.get(ip)
