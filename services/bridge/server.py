@@ -35,7 +35,15 @@ def run_bridge_service(settings: Settings, *, host: str, port: int) -> None:
     received = now_ms()
     keys.current(epoch_label(received, bridge_config.pseudonym_epoch_s), received)
     with GeoResolver.from_settings(settings.auth) as geo:
-        producer = EventProducer(settings, config=PRODUCER_TUNING)
+        # librdkafka gives up on a record about when the request waiting for it does, so
+        # a sample answered 503 is rarely stored later (the player resends it).
+        producer = EventProducer(
+            settings,
+            config={
+                **PRODUCER_TUNING,
+                "message.timeout.ms": max(1_000, int(bridge_config.send_timeout_s * 1000)),
+            },
+        )
         try:
             bridge = TelemetryBridge(
                 region=settings.region,
