@@ -71,7 +71,7 @@ def license_(
         int | None,
         typer.Option(
             help="Kafka linger for license records, ms: latency against broker requests "
-            "(default 1)."
+            "(default 0)."
         ),
     ] = None,
 ) -> None:
