@@ -83,6 +83,9 @@ class LicenseRun:
     server_cpu_us: float  # license process CPU time / requests
     # Per SERVER_HISTOGRAMS name: the bucket bound its own histogram puts the p99 under.
     server_p99_ms: dict[str, float | None]
+    # The machine's 1-minute load average after the run: the cores are shared with
+    # whatever else runs, and a busy machine shows in the tail first.
+    load_1m: float
 
 
 @dataclass(slots=True)
@@ -337,4 +340,5 @@ def _run(
     mix: str, figures: LoadFigures, cpu_s: float, before: Histograms, after: Histograms
 ) -> LicenseRun:
     p99 = {name: server_p99_ms(before[name], after[name]) for name in SERVER_HISTOGRAMS}
-    return LicenseRun(mix, figures, cpu_s / max(1, figures.requests) * 1e6, p99)
+    cpu_us = cpu_s / max(1, figures.requests) * 1e6
+    return LicenseRun(mix, figures, cpu_us, p99, os.getloadavg()[0])

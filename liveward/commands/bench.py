@@ -217,6 +217,7 @@ def license_(
         "server p99 ≤: all / checks / Kafka",
         "server CPU/req",
         "vs crypto",
+        "load",
         "errors",
         title="POST /v1/license/clearkey (LicenseIssued confirmed by Kafka before each grant)",
     )
@@ -244,6 +245,7 @@ def license_(
             + " ms",
             f"{run.server_cpu_us:.0f} µs",
             f"{run.server_cpu_us / crypto.license_us:.1f}x",
+            f"{run.load_1m:.1f}",
             errors,
         )
     console.print(latency)
