@@ -59,6 +59,10 @@ class FailoverRules:
     # Time is judged at most this far past the newest accepted beat, so a stalled or lagging
     # input stream freezes decisions instead of failing everything over.
     watermark_slack_s: float = 1.5
+    # After a beat arrives this late (a worker catching up on a backlog, one partition
+    # ahead of another), nothing fails over until inputs have been on time this long: a
+    # region whose beats are still queued behind is not silent.
+    catch_up_hold_s: float = 2.0
     # The newest segment of a content in a region may be this old (3 segments of 2 s).
     segment_lag_s: float = 6.0
     # A dead source is forgotten this long after it died, once another of its group lives;
@@ -200,6 +204,8 @@ class ControlState:
     watermark: int | None = None
     first_beat_at: int | None = None
     evaluated_at: int = 0
+    # Until this arrival time, failover is held: inputs were arriving late (catching up).
+    late_until: int = 0
     counters: Mapping[str, int] = field(default_factory=dict)
 
     def health_of(self, pathway: str, content: str) -> PathwayHealth:
@@ -275,6 +281,8 @@ def observe_beat(
     state, usable = _check_clock(state, beat.occurred_at, arrived_at, ctx.rules)
     if not usable:
         return state
+    if beat.occurred_at < arrived_at - _ms(ctx.rules.max_clock_skew_s):
+        state = replace(state, late_until=arrived_at + _ms(ctx.rules.catch_up_hold_s))
     previous = state.sources.get(beat.source_id)
     if previous is not None and beat.occurred_at <= previous.last_beat_at:
         return state.counted("out-of-order")
@@ -357,7 +365,7 @@ def tick(
     state = replace(state, evaluated_at=at)
     outputs = ControlOutputs(retired=retired)
     for content in (DEFAULT_CONTENT, *sorted(state.contents)):
-        state, produced = _judge_content(state, content, at, ctx)
+        state, produced = _judge_content(state, content, at, ctx, hold=now < state.late_until)
         outputs += produced
     return state, outputs
 
@@ -409,7 +417,7 @@ def _retire_ended_contents(
 
 
 def _judge_content(
-    state: ControlState, content: str, at: int, ctx: ControlContext
+    state: ControlState, content: str, at: int, ctx: ControlContext, *, hold: bool
 ) -> tuple[ControlState, ControlOutputs]:
     rules = ctx.rules
     old_health = {p: state.health_of(p, content) for p in ctx.pathway_order}
@@ -430,7 +438,7 @@ def _judge_content(
     # Fail over only to somewhere healthy: with nowhere to go, moving players helps no one,
     # and a control plane that lost its inputs must not empty the list. Held pathways keep
     # their bad_since and go down as soon as a healthy one appears.
-    went_down = proposed_down if healthy else []
+    went_down = proposed_down if healthy and not hold else []
     for pathway, condition in went_down:
         health = new_health[pathway]
         new_health[pathway] = replace(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -99,9 +99,11 @@ def _command(
         operator=operator or getpass.getuser(),
         reason=reason,
     )
-    # Listen before asking, so the answer cannot slip by.
+    # Listen from the topic's current end, fixed before asking, so the answer cannot slip
+    # by (OFFSET_END would only be resolved at the first fetch, maybe after the answer).
     consumer = Consumer(consumer_config(settings, f"control-cli-{uuid.uuid4().hex}"))
-    consumer.assign([TopicPartition(OUTCOMES_TOPIC, 0, OFFSET_END)])
+    _, end = consumer.get_watermark_offsets(TopicPartition(OUTCOMES_TOPIC, 0), timeout=wait)
+    consumer.assign([TopicPartition(OUTCOMES_TOPIC, 0, end)])
     producer = EventProducer(settings)
     try:
         started = time.monotonic()
