@@ -8,7 +8,6 @@ as the worker has seen a later sample (or the region has been quiet for a window
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,50 +23,13 @@ from sinks.analytics import AnalyticsSink
 from sinks.clickhouse.backends import NativeBackend
 from streams.codec import default_codec
 from streams.consumer import consumer_config
-from streams.events import QoEAggregate, QoETelemetrySample
-from streams.meta import new_event_id, now_ms
+from streams.events import QoEAggregate
+from streams.meta import now_ms
 from streams.producer import EventProducer
+from tests.fixtures.qoe import telemetry
 
 WINDOW_MS = 10_000
 PARTIALS_TOPIC = f"{APP_ID}-qoe-partials"
-
-
-def pseudonym(text: str) -> str:
-    """Looks like the bridge's pseudonyms (64 hex digits), so the privacy scan agrees."""
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def telemetry(
-    region: str,
-    viewer: int,
-    *,
-    sampled_at: int,
-    occurred_at: int | None = None,
-    cdn: str = "cdn-a",
-    content: str = "big",
-    **fields: Any,
-) -> QoETelemetrySample:
-    values: dict[str, Any] = {
-        "event_id": new_event_id(),
-        "occurred_at": occurred_at if occurred_at is not None else sampled_at + 200,
-        "region": "eu-west",
-        "session_ref": pseudonym(f"{region}-session-{viewer}-{content}"),
-        "viewer_pseudonym": pseudonym(f"{region}-viewer-{viewer}"),
-        "pseudonym_epoch": "2024-05-01",
-        "content_id": content,
-        "cdn": cdn,
-        "serving_region": region,
-        "country": "NL",
-        "subdivision": "NH",
-        "sampled_at": sampled_at,
-        "bitrate_kbps": 3000,
-        "buffer_ms": 8000,
-        "play_ms": 1800,
-        "rebuffer_count": 1,
-        "rebuffer_ms": 200,
-    }
-    values.update(fields)
-    return QoETelemetrySample(**values)
 
 
 def _consume_until(
