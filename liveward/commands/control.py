@@ -226,9 +226,8 @@ def _health_table(settings: Settings, state: ControlState, now: int) -> Table:
 
 
 def _describe(decision: FailoverDecision) -> str:
-    by = "operator " if decision.operator else ""
     return (
-        f"{decision.from_pathway} -> {decision.to_pathway} ({by}{decision.reason}) "
+        f"{decision.from_pathway} -> {decision.to_pathway} ({decision.reason}) "
         f"at {_utc(decision.decided_at)}"
     )
 

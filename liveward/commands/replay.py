@@ -221,8 +221,7 @@ def compare_control_plane(settings: Settings, timeout: float) -> Comparison:
 
 
 def _gist(decision: FailoverDecision) -> str:
-    by = "operator " if decision.operator else ""
-    return f"{decision.from_pathway} -> {decision.to_pathway} ({by}{decision.reason})"
+    return f"{decision.from_pathway} -> {decision.to_pathway} ({decision.reason})"
 
 
 def compare_revocation_list(settings: Settings, timeout: float) -> Comparison:

@@ -8,8 +8,9 @@ from liveward.settings import Settings
 
 
 def register_all(app: faust.App, settings: Settings) -> None:
-    from processors.agents import qoe, revocations, theft
+    from processors.agents import control, qoe, revocations, theft
 
     revocations.register(app, settings)
     theft.register(app, settings)
+    control.register(app, settings)
     qoe.register(app, settings)
