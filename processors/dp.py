@@ -78,12 +78,20 @@ class ViewerActivity:
 
 @dataclass(slots=True)
 class GroupTotals:
+    """True (clipped) totals of one group. Times add up in milliseconds and are released in
+    whole seconds of the sum: floor(sum / 1000) moves by at most the bound in seconds when
+    one viewer's clipped milliseconds come or go, and short plays are not rounded away."""
+
     viewers: int = 0
     sessions: int = 0
-    play_s: int = 0
-    rebuffer_s: int = 0
+    play_ms: int = 0
+    rebuffer_ms: int = 0
 
     def value(self, statistic: str) -> int:
+        if statistic == "play_s":
+            return self.play_ms // 1000
+        if statistic == "rebuffer_s":
+            return self.rebuffer_ms // 1000
         return int(getattr(self, statistic))
 
 
@@ -104,8 +112,8 @@ def bounded_totals(
         target = totals[main.group]
         target.viewers += 1
         target.sessions += min(sum(r.sessions for r in group_rows), bounds.sessions)
-        target.play_s += min(sum(r.play_ms for r in group_rows) // 1000, bounds.play_s)
-        target.rebuffer_s += min(sum(r.rebuffer_ms for r in group_rows) // 1000, bounds.rebuffer_s)
+        target.play_ms += min(sum(r.play_ms for r in group_rows), bounds.play_s * 1000)
+        target.rebuffer_ms += min(sum(r.rebuffer_ms for r in group_rows), bounds.rebuffer_s * 1000)
     return totals
 
 

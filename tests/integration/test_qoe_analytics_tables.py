@@ -9,11 +9,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from liveward.settings import Settings
+from processors.dp import BudgetExhausted
 from services.bridge.epochs import InMemoryKeyring, epoch_label
 from services.bridge.errors import EpochDestroyed
 from services.bridge.pseudonyms import EpochPseudonyms
@@ -22,6 +24,7 @@ from sinks.clickhouse.migrations import apply_migrations
 from sinks.clickhouse.retention import apply_retention, list_partitions
 from sinks.clickhouse.rollups import EXAMPLE_QUERIES, ROLLUP_TABLES
 from sinks.clickhouse.tables import QOE_AGGREGATES, QOE_TELEMETRY_SAMPLES
+from sinks.dp_export import day_bounds_ms, export_day, spent_on
 from streams.events import QoEAggregate, QoETelemetrySample
 from streams.meta import new_event_id, now_ms
 from tests.fixtures.qoe import telemetry
@@ -185,6 +188,43 @@ class QoEAnalyticsContract:
         # The next day's epoch is unlinkable too.
         tomorrow = keyring.current(epoch_label(now + 86_400_000, 86_400), now)
         assert EpochPseudonyms(tomorrow).viewer("alice") not in {stored, recomputed}
+
+    def test_the_dp_export_reads_the_day_and_charges_its_budget(
+        self, backend: ClickHouseBackend
+    ) -> None:
+        now = now_ms()
+        day = datetime.fromtimestamp(now / 1000, UTC).date()
+        self.insert(backend, samples_at(day_bounds_ms(day)[0] + 1_000))
+        groups = [("eu-west",), ("us-east",)]
+
+        release, spent = export_day(
+            backend, day, groups=groups, epsilon=0.6, budget=1.0, mechanism=Exact()
+        )
+
+        eu, us = release.rows
+        assert (eu.viewers, eu.sessions, eu.play_s, eu.rebuffer_s) == (
+            12,
+            12,
+            21,
+            2,
+        )  # 12 x 1.8 s, 12 x 0.2 s
+        assert (us.viewers, us.sessions) == (0, 0)
+        assert spent == pytest.approx(0.6) and spent_on(backend, day) == pytest.approx(0.6)
+        with pytest.raises(BudgetExhausted):
+            export_day(backend, day, groups=groups, epsilon=0.5, budget=1.0, mechanism=Exact())
+        # A refused release is not charged; another day has its own budget.
+        assert spent_on(backend, day) == pytest.approx(0.6)
+        export_day(
+            backend, day - timedelta(days=1), groups=groups, epsilon=1.0, budget=1.0,
+            mechanism=Exact(),
+        )  # fmt: skip
+
+
+class Exact:
+    """No noise: the export's figures can be checked exactly."""
+
+    def release(self, values: list[int], *, sensitivity: int, epsilon: float) -> list[int]:
+        return list(values)
 
 
 class TestNativeBackend(QoEAnalyticsContract):

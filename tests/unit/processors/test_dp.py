@@ -43,8 +43,16 @@ def test_each_viewer_counts_once_in_their_main_group_with_clipping() -> None:
 
     totals = bounded_totals(activity, [EU, US], bounds)
 
-    assert totals[EU] == GroupTotals(viewers=1, sessions=2, play_s=100, rebuffer_s=10)
-    assert totals[US] == GroupTotals(viewers=1, sessions=1, play_s=30, rebuffer_s=2)
+    assert totals[EU] == GroupTotals(viewers=1, sessions=2, play_ms=100_000, rebuffer_ms=10_000)
+    assert totals[US] == GroupTotals(viewers=1, sessions=1, play_ms=30_000, rebuffer_ms=2_000)
+
+
+def test_short_plays_add_up_before_they_become_seconds() -> None:
+    activity = [ViewerActivity(f"v{i}", EU, 1, play_ms=600, rebuffer_ms=100) for i in range(10)]
+
+    totals = bounded_totals(activity, [EU], ContributionBounds())
+
+    assert (totals[EU].value("play_s"), totals[EU].value("rebuffer_s")) == (6, 1)
 
 
 def test_every_public_group_is_released_even_when_empty() -> None:
@@ -59,7 +67,9 @@ def test_epsilon_is_split_across_the_statistics_with_their_sensitivities() -> No
     mechanism = NoNoise()
     bounds = ContributionBounds(sessions=3, play_s=3600, rebuffer_s=60)
 
-    noisy_release({EU: GroupTotals(5, 6, 7, 8)}, epsilon=0.5, mechanism=mechanism, bounds=bounds)
+    noisy_release(
+        {EU: GroupTotals(5, 6, 7_000, 8_000)}, epsilon=0.5, mechanism=mechanism, bounds=bounds
+    )
 
     assert [s for s, _ in mechanism.calls] == [1, 3, 3600, 60]
     assert sum(e for _, e in mechanism.calls) == pytest.approx(0.5)
@@ -80,7 +90,7 @@ def test_opendp_noise_is_integer_unbiased_and_scaled_by_sensitivity_over_epsilon
 
 def test_the_ratio_comes_from_the_noisy_sums_and_stays_in_range() -> None:
     release = noisy_release(
-        {EU: GroupTotals(10, 10, 900, 100), US: GroupTotals(10, 10, -5, 3)},
+        {EU: GroupTotals(10, 10, 900_000, 100_000), US: GroupTotals(10, 10, 0, 3_000)},
         epsilon=1.0,
         mechanism=NoNoise(),
         bounds=ContributionBounds(),
