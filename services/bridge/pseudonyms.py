@@ -17,6 +17,8 @@ from services.bridge.epochs import EpochKey
 PSEUDONYM_HEX = 32
 
 _BLOCK = 64  # SHA-256 block size: the HMAC pads are one block each
+# RFC 9562 variant bits (10xx) for the first hex digit of the fourth group.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _pads(key: bytes) -> tuple[Any, Any]:
@@ -36,13 +38,21 @@ def _pads(key: bytes) -> tuple[Any, Any]:
 class EpochPseudonyms:
     """Pseudonyms under one epoch key; `epoch` names the key in every event it marks."""
 
-    __slots__ = ("_inner", "_outer", "epoch")
+    __slots__ = ("_inner", "_outer", "_sample_mac", "epoch")
 
     def __init__(self, epoch_key: EpochKey) -> None:
         if not epoch_key.key:
             raise ValueError("the epoch key must not be empty")
         self.epoch = epoch_key.epoch
         self._inner, self._outer = _pads(epoch_key.key)
+        # Event ids need a keyed PRF, not HMAC-SHA256 specifically: keyed BLAKE2b is one
+        # C call per sample instead of four. The personalisation keeps its outputs apart
+        # from any other use of the key.
+        self._sample_mac = hashlib.blake2b(
+            key=hashlib.sha256(b"liveward sample ids\x00" + epoch_key.key).digest(),
+            digest_size=16,
+            person=b"liveward-sample",
+        )
 
     def _mac(self, message: bytes) -> bytes:
         inner = self._inner.copy()
@@ -61,16 +71,14 @@ class EpochPseudonyms:
     def sample_event_id(self, session_id: str, sample_id: str) -> str:
         """A UUID (version 8, RFC 9562) derived from the player's own sample id.
 
-        A player that resends a sample after a lost answer gets the same event_id, so the
+        Keyed BLAKE2b of (session, sample id) under a key derived from the epoch key. A
+        player that resends a sample after a lost answer gets the same event_id, so the
         sinks' de-duplication on event_id removes the copy (within one epoch).
         """
-        raw = bytearray(
-            self._mac(b"sample\x00" + session_id.encode() + b"\x00" + sample_id.encode())[:16]
-        )
-        raw[6] = (raw[6] & 0x0F) | 0x80
-        raw[8] = (raw[8] & 0x3F) | 0x80
-        text = raw.hex()
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        mac = self._sample_mac.copy()
+        mac.update(session_id.encode() + b"\x00" + sample_id.encode())
+        h = mac.hexdigest()
+        return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def reference_mac(key: bytes, kind: str, subject: str) -> str:

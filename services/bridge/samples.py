@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -175,22 +176,25 @@ def check_consistency(sample: PlayerSample) -> None:
         )
 
 
-# The fields of an ordinary sample: one that has only these takes the fast path below.
-_FAST_FIELDS = frozenset(
-    {
-        "id",
-        "viewer",
-        "session",
-        "content",
-        "cdn",
-        "sampled_at",
-        "bitrate_kbps",
-        "buffer_ms",
-        "play_ms",
-        "rebuffer_count",
-        "rebuffer_ms",
-    }
+# The fields of an ordinary sample: one with exactly these takes the fast path below,
+# reading them all with one C call.
+_FAST_ORDER = (
+    "id",
+    "viewer",
+    "session",
+    "content",
+    "cdn",
+    "sampled_at",
+    "bitrate_kbps",
+    "buffer_ms",
+    "play_ms",
+    "rebuffer_count",
+    "rebuffer_ms",
 )
+_FAST_FIELDS = frozenset(_FAST_ORDER)
+_FAST_FIELDS_NO_ID = _FAST_FIELDS - {"id"}
+_fast_values = itemgetter(*_FAST_ORDER)
+_fast_values_no_id = itemgetter(*_FAST_ORDER[1:])
 # CDN names that passed the token check: a batch names a handful, thousands of times.
 _SEEN_CDNS: set[str] = set()
 _MAX_SEEN_CDNS = 4_096
@@ -205,12 +209,17 @@ def check_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
     field and names the first problem. The fast path accepts nothing the slow one refuses
     (a property test holds them to that).
     """
-    if type(item) is dict and item.keys() <= _FAST_FIELDS:
-        get = item.get
-        viewer, session, content = get("viewer"), get("session"), get("content")
-        cdn, at, sample_id = get("cdn"), get("sampled_at"), get("id")
-        bitrate, buffer, play = get("bitrate_kbps", 0), get("buffer_ms", 0), get("play_ms", 0)
-        stalls, stalled = get("rebuffer_count", 0), get("rebuffer_ms", 0)
+    values: tuple[Any, ...] | None = None
+    if type(item) is dict:
+        if len(item) == 11 and item.keys() == _FAST_FIELDS:
+            values = _fast_values(item)
+        elif len(item) == 10 and item.keys() == _FAST_FIELDS_NO_ID:
+            values = (None, *_fast_values_no_id(item))
+    if values is not None:
+        (
+            sample_id, viewer, session, content, cdn, at,
+            bitrate, buffer, play, stalls, stalled,
+        ) = values  # fmt: skip
         if (
             type(viewer) is str
             and 0 < len(viewer) <= MAX_ID_CHARS
