@@ -243,15 +243,13 @@ ControlInput = IngestHealth | QoEAggregate | OperatorCommand
 def ingest(
     state: ControlState, event: ControlInput, *, arrived_at: int, ctx: ControlContext
 ) -> tuple[ControlState, ControlOutputs]:
-    """Fold one input that arrived at `arrived_at` (epoch ms): first judge health as of that
-    moment (so a silence is seen even if no tick ran), then take the input in."""
-    state, outputs = tick(state, now=arrived_at, ctx=ctx)
+    """Take one input that arrived at `arrived_at` (epoch ms) in. Heartbeats and aggregates
+    are only observed (health is judged on `tick`); an operator command applies at once."""
     if isinstance(event, IngestHealth):
-        return observe_beat(state, event, arrived_at=arrived_at, ctx=ctx), outputs
+        return observe_beat(state, event, arrived_at=arrived_at, ctx=ctx), ControlOutputs()
     if isinstance(event, QoEAggregate):
-        return observe_aggregate(state, event, arrived_at=arrived_at, ctx=ctx), outputs
-    state, command_outputs = apply_command(state, event, now=arrived_at, ctx=ctx)
-    return state, outputs + command_outputs
+        return observe_aggregate(state, event, arrived_at=arrived_at, ctx=ctx), ControlOutputs()
+    return apply_command(state, event, now=arrived_at, ctx=ctx)
 
 
 def _check_clock(
@@ -364,8 +362,11 @@ def tick(
     state, retired = _retire_ended_contents(_forget_replaced_sources(state, at, rules), at, rules)
     state = replace(state, evaluated_at=at)
     outputs = ControlOutputs(retired=retired)
+    index = SourceIndex.of(state.sources.values())
     for content in (DEFAULT_CONTENT, *sorted(state.contents)):
-        state, produced = _judge_content(state, content, at, ctx, hold=now < state.late_until)
+        state, produced = _judge_content(
+            state, content, at, ctx, index=index, hold=now < state.late_until
+        )
         outputs += produced
     return state, outputs
 
@@ -417,16 +418,25 @@ def _retire_ended_contents(
 
 
 def _judge_content(
-    state: ControlState, content: str, at: int, ctx: ControlContext, *, hold: bool
+    state: ControlState,
+    content: str,
+    at: int,
+    ctx: ControlContext,
+    *,
+    index: SourceIndex,
+    hold: bool,
 ) -> tuple[ControlState, ControlOutputs]:
     rules = ctx.rules
+    # Heartbeats speak for a region, so each region is judged once for all its CDNs.
+    beats = {r: heartbeat_condition(state, r, content, at, rules, index) for r in ctx.regions}
     old_health = {p: state.health_of(p, content) for p in ctx.pathway_order}
     new_health: dict[str, PathwayHealth] = {}
     proposed_down: list[tuple[str, Condition]] = []
     went_up: list[str] = []
     healthy: list[str] = []
     for pathway, health in old_health.items():
-        condition = pathway_condition(state, pathway, content, at, rules)
+        region, cdn = split_pathway(pathway)
+        condition = _worst_of(beats[region], qoe_condition(state, region, cdn, content, at, rules))
         stepped, transition = _hysteresis(health, condition, at, rules)
         new_health[pathway] = stepped
         if transition == "up":
@@ -514,14 +524,15 @@ def pathway_condition(
 ) -> Condition | None:
     """Why `pathway` is bad for `content` at `at`, or None when nothing says it is."""
     region, cdn = split_pathway(pathway)
-    found = [
-        c
-        for c in (
-            heartbeat_condition(state, region, content, at, rules),
-            qoe_condition(state, region, cdn, content, at, rules),
-        )
-        if c is not None
-    ]
+    return _worst_of(
+        heartbeat_condition(state, region, content, at, rules),
+        qoe_condition(state, region, cdn, content, at, rules),
+    )
+
+
+def _worst_of(*conditions: Condition | None) -> Condition | None:
+    """Bad if anything says so, since the earliest of them, with all the evidence."""
+    found = [c for c in conditions if c is not None]
     if not found:
         return None
     earliest = min(found, key=lambda c: c.since)
@@ -532,8 +543,33 @@ def pathway_condition(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SourceIndex:
+    """Sources grouped once per judgement: by region, and the regions each content has."""
+
+    by_region: Mapping[str, tuple[Source, ...]]
+    regions_of: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def of(cls, sources: Iterable[Source]) -> SourceIndex:
+        by_region: dict[str, list[Source]] = {}
+        regions_of: dict[str, set[str]] = {}
+        for source in sources:
+            by_region.setdefault(source.region, []).append(source)
+            regions_of.setdefault(source.content_id, set()).add(source.region)
+        return cls(
+            {r: tuple(s) for r, s in by_region.items()},
+            {c: frozenset(r) for c, r in regions_of.items()},
+        )
+
+
 def heartbeat_condition(
-    state: ControlState, region: str, content: str, at: int, rules: FailoverRules
+    state: ControlState,
+    region: str,
+    content: str,
+    at: int,
+    rules: FailoverRules,
+    index: SourceIndex | None = None,
 ) -> Condition | None:
     """Heartbeat health of a region for a content ('*': the region as a whole).
 
@@ -543,18 +579,17 @@ def heartbeat_condition(
     produce it and this one has no source for it. The region as a whole is bad when none
     of its sources lives, or a group of '*' sources has no live member.
     """
-    in_region = [s for s in state.sources.values() if s.region == region]
+    index = index or SourceIndex.of(state.sources.values())
+    in_region = list(index.by_region.get(region, ()))
     wide = [s for s in in_region if s.content_id == DEFAULT_CONTENT]
     bad: list[Condition] = []
     if content == DEFAULT_CONTENT:
         own = in_region
-        elsewhere = any(s.region != region for s in state.sources.values())
+        elsewhere = any(r != region for r in index.by_region)
         first_heard = state.first_beat_at
     else:
         own = [s for s in in_region if s.content_id == content]
-        elsewhere = any(
-            s.region != region and s.content_id == content for s in state.sources.values()
-        )
+        elsewhere = bool(index.regions_of.get(content, frozenset()) - {region})
         first_heard = state.contents.get(content)
     if not own and elsewhere and first_heard is not None:
         since = first_heard + _ms(rules.no_source_grace_s)

@@ -5,11 +5,12 @@ partitions, and a Faust agent instance only sees its own partitions, yet a failo
 decision weighs every region at once. So the inputs are re-keyed: one small forwarding
 agent per input topic checks each record decodes (dead-lettering what does not) and
 forwards its bytes unchanged, under the one key "control", to an internal topic with a
-single partition. The worker owning that partition holds the whole picture, judges it
-when an input arrives and on a timer (so a region that falls silent is missed without
-any event arriving), and publishes `control.failover`, `control.steering` and
-`control.command-outcomes`. With several workers the timer acts only where that
-partition is owned; the forwarding hop costs a few milliseconds.
+single partition. The worker owning that partition holds the whole picture, takes each
+input in as it arrives (an operator command applies at once) and judges health on a
+timer every 250 ms (so a region that falls silent is missed without any event arriving),
+publishing `control.failover`, `control.steering` and `control.command-outcomes`. With
+several workers the timer acts only where that partition is owned; the forwarding hop
+costs a few milliseconds.
 
 What must survive a restart (pathway health, drains, known sources, published steering;
 see `processors.control.durable`) lives in a one-partition table whose changelog Faust

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from processors.control import (
     ControlState,
     FailoverRules,
     durable,
+    fold_log,
     ingest,
     restore,
     tick,
@@ -418,6 +420,40 @@ def test_a_restart_keeps_decisions_and_misses_a_region_that_stays_silent() -> No
     again.run(T0 + 70_500, {"pk-eu": ("eu-west", "ch1")})
     assert again.priority() == ORDER
     assert not again.state.health_of(US_A, DEFAULT_CONTENT).up
+
+
+def test_replaying_the_recorded_inputs_reaches_the_same_state_and_decisions() -> None:
+    recorded: list[tuple[int, ControlInput]] = []
+    plane = Plane()
+
+    def feed(event: ControlInput, at: int) -> None:
+        recorded.append((at, event))
+        plane.feed(event, at)
+
+    for at in range(T0 + 1_000, T0 + 60_000, 1000):
+        for source, (region, content) in BOTH.items():
+            if region == "us-east" or not T0 + 10_000 < at < T0 + 20_000:
+                feed(beat(source, region, at + 37, content=content), at + 37)
+        # The live ticks run at another phase than the replay's.
+        plane.tick(at + 90)
+        plane.tick(at + 340)
+        if at == T0 + 32_000:
+            feed(command(OperatorAction.DRAIN, "eu-west", at + 500), at + 500)
+        if at == T0 + 40_000:
+            feed(command(OperatorAction.RESTORE, "eu-west", at + 500), at + 500)
+        plane.tick(at + 590)
+        plane.tick(at + 840)
+    replayed, outputs = fold_log(recorded, until=T0 + 60_000, ctx=context())
+
+    def gist(decisions: Iterable[FailoverDecision]) -> list[tuple[str, str, str, str]]:
+        return [(d.content_id, d.from_pathway, d.to_pathway, d.reason) for d in decisions]
+
+    assert gist(d for out in outputs for d in out.decisions) == gist(plane.decisions)
+    assert len(plane.decisions) == 8  # down, up, drain, restore; for '*' and ch1
+    assert {c: s.priority for c, s in replayed.steering.items()} == {
+        c: s.priority for c, s in plane.state.steering.items()
+    }
+    assert replayed.drains == plane.state.drains
 
 
 # Property: under any flood of contradictory inputs, no pathway flaps faster than the
