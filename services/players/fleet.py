@@ -198,6 +198,8 @@ class Player:
         self.telemetry = telemetry
         self.clock = clock
         self.session_id = str(uuid.uuid4())
+        # A raw viewer id, as a real player's app would send; the bridge pseudonymises it.
+        self.viewer_id = f"sim-viewer-{index}"
         self.playback = Playback(0.0, 0.0, 0.0)
         self.segments = SegmentLog()
         self.switches: list[Switch] = []
@@ -395,17 +397,20 @@ class Player:
             return
         now = self.clock()
         elapsed = max(now - asked, 1e-6)
+        # A segment that lands after the deadline cannot be played within the session.
+        arrived = min(now, end_at)
         measured = len(body) * 8 / elapsed
         self.throughput_bps = (
             measured if not self.throughput_bps else (0.8 * self.throughput_bps + 0.2 * measured)
         )
         stalled_before = self.playback.stalled_s
-        self.playback.add(now, playlist.duration(seq))
+        starting = self.playback.phase is Phase.WAITING
+        self.playback.add(arrived, playlist.duration(seq))
         self.unreported_stall_s += self.playback.stalled_s - stalled_before
         self.starved = self.starved or self.playback.stalled_s > stalled_before
         self.segments.add(seq, pathway, now)
         self.next_seq = seq + 1
-        self._report_segment(pathway, playlist.duration(seq), seq)
+        self._report_segment(pathway, playlist.duration(seq), seq, starting)
 
     # -- telemetry -------------------------------------------------------------------------
 
@@ -422,11 +427,12 @@ class Player:
             "bl": round_to(self.playback.level_s * 1000, 100),
             "ts": int(self.clock() * 1000),
             "sn": self.sample_seq,
+            "com.liveward-viewer": self.viewer_id,
             "com.liveward-cdn": Token(cdn),
             "com.liveward-region": Token(region),
         }
 
-    def _report_segment(self, pathway: str, duration_s: float, seq: int) -> None:
+    def _report_segment(self, pathway: str, duration_s: float, seq: int, starting: bool) -> None:
         if self.telemetry is None:
             return
         sample = self._base_sample(pathway)
@@ -435,7 +441,7 @@ class Player:
             d=round(duration_s * 1000),
             mtp=round_to(self.throughput_bps / 1000, 100),
             nor=f"seg-{seq + 1}.ts",
-            su=self.playback.phase is Phase.WAITING,
+            su=starting,
         )
         if self.starved:
             sample["bs"] = True

@@ -151,6 +151,7 @@ def test_players_follow_a_steering_flip_within_its_ttl() -> None:
     assert moved is not None
     assert moved < 0.5 + TARGET_S + 0.5  # one TTL, a reload, and slack for a busy machine
     assert summary.switches_by_reason == {"steering": 20}
+    assert all(r.served_s <= r.wanted_s + 1e-9 for r in result.reports)
 
 
 def test_failed_segment_requests_move_players_to_the_next_pathway_at_once() -> None:
@@ -172,6 +173,8 @@ def test_failed_segment_requests_move_players_to_the_next_pathway_at_once() -> N
     )
     assert any("com.liveward-error=http-503" in line for line in stand_in.telemetry)
     assert all('sid="' in line and "v=2" in line for line in stand_in.telemetry)
+    # Start-up segments say so (the bridge counts them as no steady playback).
+    assert sum(1 for line in stand_in.telemetry if ",su," in line) == 20
 
 
 def test_a_playlist_that_stops_moving_is_abandoned() -> None:
