@@ -27,7 +27,7 @@ SEND_TIMEOUT_S = 5.0
 class StatePublisher:
     """Sends the newest offered event of each slot to its topic; drops overtaken ones.
 
-    `sent`, `overtaken` and `failed` count what happened, for status output and tests.
+    `sent`, `overtaken` and `failed` count what happened; they are logged at close.
     """
 
     def __init__(self, settings: Settings, *, producer: EventProducer | None = None) -> None:
@@ -69,11 +69,18 @@ class StatePublisher:
                     log.warning("%d events to %s not stored: %s", len(events), topic, exc)
 
     def close(self) -> None:
+        """Send what is pending, then stop the thread and the producer."""
         with self._wake:
             self._closing = True
             self._wake.notify()
         self._thread.join(timeout=SEND_TIMEOUT_S + 1)
         self._producer.close()
+        log.info(
+            "published %d events (%d overtaken before sending, %d not stored)",
+            self.sent,
+            self.overtaken,
+            self.failed,
+        )
 
 
 def health_event(

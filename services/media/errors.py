@@ -17,5 +17,4 @@ class HttpFailure(MediaError):
 
 
 class RegionError(MediaError):
-    """A region's processes could not be started, found or stopped (`unknown-region`,
-    `not-ready`, `unknown-process`)."""
+    """A region or one of its processes is not known: `unknown-region`, `unknown-process`."""

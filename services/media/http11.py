@@ -9,7 +9,6 @@ chunked bodies, keep-alive, plain http on loopback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections import deque
 from collections.abc import Mapping
@@ -260,8 +259,3 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             raise HttpFailure("chunked body too large", reason="bad-response")
         parts.append(await reader.readexactly(size))
         await reader.readexactly(2)
-
-
-async def close_quietly(client: HttpClient) -> None:
-    with contextlib.suppress(Exception):
-        await client.aclose()

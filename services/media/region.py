@@ -21,7 +21,7 @@ import httpx
 from infra.errors import NotReady
 from infra.processes import ManagedProcess, ensure_port_free
 from liveward.settings import Settings
-from liveward.topology import origin_port, pathway_id, pathways
+from liveward.topology import origin_port, pathways
 from services.media.edge import PLAYLIST_TTL_S
 from services.media.errors import RegionError
 from services.media.layout import DEFAULT_CONTENT, MEDIA_PLAYLIST, live_path
@@ -51,6 +51,8 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class MemberStatus:
+    """A process of a region as `status` shows it: PID None when it is not running."""
+
     region: str
     role: str
     pid: int | None
@@ -185,9 +187,6 @@ class RegionProcesses:
 
     def status(self) -> list[MemberStatus]:
         return [MemberStatus(m.region, m.role, m.process.pid(), m.url) for m in self.members]
-
-    def pathway_ids(self) -> list[str]:
-        return [pathway_id(self.region, cdn) for cdn in self.settings.media.cdns]
 
     def _live(self, client: httpx.Client, url: str) -> bool:
         try:
