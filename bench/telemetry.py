@@ -60,6 +60,7 @@ class TelemetryResult:
     """Every figure of one run, against the same broker."""
 
     batch_size: int
+    workers: int
     batched: BridgeFigure
     single_json: BridgeFigure
     single_cmcd: BridgeFigure
@@ -116,9 +117,13 @@ async def _connection(
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its worker processes, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += _cpu_seconds(int(child))
+    return total
 
 
 def _offer(
@@ -225,6 +230,7 @@ def run_telemetry_bench(
     singles: int,
     connections: int,
     port: int,
+    workers: int,
 ) -> TelemetryResult:
     """Batched and single-sample requests through a bridge process, and the raw baseline."""
     stamp = now_ms()
@@ -235,6 +241,7 @@ def run_telemetry_bench(
         topic = _fresh_topic(base, "telemetry", 6)
         bridge = BridgeSettings(
             topic=topic,
+            workers=workers,
             max_samples=max(batch_size, 1),
             rate_limit_samples_per_s=1e9,
             rate_limit_burst=1e9,
@@ -293,4 +300,4 @@ def run_telemetry_bench(
                 "bridge, single-sample CMCD (query) requests", pid, port, cmcd, 1, connections
             )
         raw = _raw_produce(base, topic, _raw_records(batched.figure.events, stamp))
-    return TelemetryResult(batch_size, batched, single, single_cmcd, raw)
+    return TelemetryResult(batch_size, workers, batched, single, single_cmcd, raw)

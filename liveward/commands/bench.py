@@ -266,6 +266,7 @@ def telemetry(
     singles: int = typer.Option(5_000, help="Single-sample requests (JSON, and again CMCD)."),
     connections: int = typer.Option(8, help="Concurrent keep-alive connections."),
     port: int = typer.Option(18_183, help="Port of the bridge the bench starts."),
+    workers: int = typer.Option(2, help="Bridge serving processes (one per core)."),
 ) -> None:
     """Bridge samples/s (batched, single JSON, single CMCD) next to a raw producer."""
     from bench.telemetry import run_telemetry_bench
@@ -280,6 +281,7 @@ def telemetry(
             singles=singles,
             connections=connections,
             port=port,
+            workers=workers,
         )
     table = Table(
         "measurement",
@@ -287,7 +289,10 @@ def telemetry(
         "samples/s",
         "vs raw confluent-kafka",
         "samples per bridge CPU-second",
-        title=f"telemetry bridge -> Kafka (1 broker, acks=all), {connections} connections",
+        title=(
+            f"telemetry bridge ({workers} worker process(es)) -> Kafka (1 broker, acks=all), "
+            f"{connections} connections"
+        ),
     )
     raw = result.raw.per_second
     for run in (result.batched, result.single_json, result.single_cmcd):

@@ -104,6 +104,7 @@ def license_(
 def bridge(
     port: Annotated[int | None, typer.Option(help="Port (default: settings, 8083).")] = None,
     host: Annotated[str | None, typer.Option(help="Address (default: loopback).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Serving processes (default 1).")] = None,
 ) -> None:
     """Player telemetry (JSON and CMCD) into qoe.telemetry, pseudonymised at the edge."""
     from services.bridge.server import run_bridge_service
@@ -112,7 +113,7 @@ def bridge(
     host = host or settings.services.host
     port = port or settings.services.bridge_port
     Console().print(f"bridge on http://{host}:{port} (stop with Ctrl-C)")
-    run_bridge_service(settings, host=host, port=port)
+    run_bridge_service(settings, host=host, port=port, workers=workers)
 
 
 @app.command("steering")

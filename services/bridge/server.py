@@ -1,6 +1,22 @@
-"""The bridge as a process: keyring, geo databases and the producer wired up, then served."""
+"""The bridge as a process: keyring, geo databases and the producer wired up, then served.
+
+One process holds one GIL: it parses, validates, pseudonymises and encodes on about one
+core. `workers > 1` forks that many serving processes on one listening socket (the
+kernel hands each connection to one of them), each with its own producer; the token
+buckets are split between them. Forking happens before any thread or connection
+exists, which is what makes it safe.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import traceback
+from typing import Any
+
+import uvicorn
 
 from liveward.settings import Settings
 from services.access.client_ip import trusted_networks
@@ -10,7 +26,6 @@ from services.bridge.bridge import TelemetryBridge
 from services.bridge.epochs import KeyringFile, epoch_label
 from services.bridge.records import SampleEncoder
 from services.bridge.settings import BridgeSettings, bridge_settings
-from services.http import serve
 from streams.meta import now_ms
 from streams.producer import EventProducer
 
@@ -23,17 +38,8 @@ def keyring(settings: Settings, bridge: BridgeSettings) -> KeyringFile:
     return KeyringFile(bridge.keyring_path(settings))
 
 
-def run_bridge_service(settings: Settings, *, host: str, port: int) -> None:
-    """Serve the bridge on host:port until interrupted, then flush and close.
-
-    Fails before listening when the keyring, a geo database, a trusted-proxy entry or
-    the sample schema is unusable, so a broken deployment never answers a player.
-    """
-    bridge_config = bridge_settings(settings)
-    trusted_networks(settings.auth.trusted_proxies)
-    keys = keyring(settings, bridge_config)
-    received = now_ms()
-    keys.current(epoch_label(received, bridge_config.pseudonym_epoch_s), received)
+def _serve(settings: Settings, bridge_config: BridgeSettings, **where: Any) -> None:
+    """One serving process: geo, producer and bridge, until uvicorn stops."""
     with GeoResolver.from_settings(settings.auth) as geo:
         # librdkafka gives up on a record about when the request waiting for it does, so
         # a sample answered 503 is rarely stored later (the player resends it).
@@ -49,12 +55,72 @@ def run_bridge_service(settings: Settings, *, host: str, port: int) -> None:
                 region=settings.region,
                 settings=bridge_config,
                 trusted_proxies=settings.auth.trusted_proxies,
-                keys=keys,
+                keys=keyring(settings, bridge_config),
                 encoder=SampleEncoder(producer.codec),
                 log=producer,
                 geo=geo,
             )
             app = create_bridge_app(bridge, max_body_bytes=settings.services.max_body_bytes)
-            serve(app, host, port)
+            config = uvicorn.Config(app, access_log=False, log_level="warning", **where)
+            server = uvicorn.Server(config)
+            if "fd" in where:
+                server.run(sockets=[socket.socket(fileno=where["fd"])])
+            else:
+                server.run()
         finally:
             producer.close()
+
+
+def run_bridge_service(
+    settings: Settings, *, host: str, port: int, workers: int | None = None
+) -> None:
+    """Serve the bridge on host:port until interrupted, then flush and close.
+
+    Fails before listening when the keyring, a geo database, a trusted-proxy entry or
+    the sample schema is unusable, so a broken deployment never answers a player.
+    """
+    bridge_config = bridge_settings(settings)
+    workers = workers or bridge_config.workers
+    trusted_networks(settings.auth.trusted_proxies)
+    GeoResolver.from_settings(settings.auth).close()
+    received = now_ms()
+    keyring(settings, bridge_config).current(
+        epoch_label(received, bridge_config.pseudonym_epoch_s), received
+    )
+    if workers <= 1:
+        _serve(settings, bridge_config, host=host, port=port)
+        return
+    shared = bridge_config.model_copy(
+        update={
+            "rate_limit_samples_per_s": bridge_config.rate_limit_samples_per_s / workers,
+            "rate_limit_burst": bridge_config.rate_limit_burst / workers,
+        }
+    )
+    listener = socket.create_server((host, port), backlog=2048)
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            try:
+                _serve(settings, shared, fd=listener.fileno())
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        children.append(pid)
+    listener.close()
+    _wait_for(children)
+
+
+def _wait_for(children: list[int]) -> None:
+    """Wait for every worker; a signal to this process is passed on to each of them."""
+
+    def forward(signum: int, _: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for pid in children:
+        os.waitpid(pid, 0)

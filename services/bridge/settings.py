@@ -37,6 +37,8 @@ class BridgeSettings(BaseModel):
     rate_limit_clients: int = Field(default=100_000, ge=100)
     # How long a request waits for Kafka to confirm its samples before answering 503.
     send_timeout_s: float = Field(default=10.0, gt=0)
+    # Serving processes on one socket (each about one core); token buckets are split.
+    workers: int = Field(default=1, ge=1, le=64)
     # Where samples go; tests and benchmarks use a topic of their own (same layout).
     topic: str = "qoe.telemetry"
 

@@ -358,3 +358,17 @@ def test_metrics_count_outcomes(harness: Harness) -> None:
     assert 'liveward_bridge_samples_total{outcome="negative-value"} 1.0' in text
     assert 'liveward_bridge_samples_total{outcome="wrong-type"} 1.0' in text
     assert 'liveward_bridge_refusals_total{reason="invalid-samples"} 1.0' in text
+
+
+def test_other_methods_are_refused_with_allow(harness: Harness) -> None:
+    response = harness.client.get(URL, headers=ORIGIN)
+
+    assert response.status_code == 405
+    assert response.json()["error"] == "method-not-allowed"
+    assert response.headers["allow"] == "POST, OPTIONS"
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_health_and_unknown_routes_are_the_edges(harness: Harness) -> None:
+    assert harness.client.get("/healthz").json() == {"service": "bridge", "ready": True}
+    assert harness.client.post("/v1/elsewhere").json()["error"] == "not-found"
