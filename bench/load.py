@@ -131,24 +131,39 @@ class HttpPool:
         async with self._slots:
             if self._idle:
                 reader, writer = self._idle.pop()
+                try:
+                    answer = await self._exchange(reader, writer, raw)
+                except asyncio.IncompleteReadError as exc:
+                    if exc.partial:
+                        raise
+                    # The server closed a connection that sat idle past its keep-alive.
+                    reader, writer = await asyncio.open_connection(self._host, self._port)
+                    answer = await self._exchange(reader, writer, raw)
             else:
                 reader, writer = await asyncio.open_connection(self._host, self._port)
-            try:
-                writer.write(raw)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                length = 0
-                lowered = head.lower()
-                at = lowered.find(b"\r\ncontent-length:")
-                if at >= 0:
-                    end = lowered.index(b"\r\n", at + 2)
-                    length = int(lowered[at + 17 : end])
-                body = await reader.readexactly(length) if length else b""
-            except BaseException:
-                writer.close()
-                raise
+                answer = await self._exchange(reader, writer, raw)
             self._idle.append((reader, writer))
-            return HttpAnswer(status, head, body)
+            return answer
+
+    @staticmethod
+    async def _exchange(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+    ) -> HttpAnswer:
+        try:
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            lowered = head.lower()
+            at = lowered.find(b"\r\ncontent-length:")
+            if at >= 0:
+                end = lowered.index(b"\r\n", at + 2)
+                length = int(lowered[at + 17 : end])
+            body = await reader.readexactly(length) if length else b""
+        except BaseException:
+            writer.close()
+            raise
+        return HttpAnswer(status, head, body)
 
     async def close(self) -> None:
         for _, writer in self._idle:
