@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from services.access.client_ip import client_ip
 from services.access.geo import GeoError, GeoFacts
@@ -67,6 +67,19 @@ class Accepted:
         return answer
 
 
+# Addresses whose geo and rate-limit key are remembered (oldest forgotten first).
+CLIENT_CACHE_SIZE = 50_000
+
+
+class Client(NamedTuple):
+    """What the bridge keeps of a client address: its bucket key and coarse geo."""
+
+    network: str
+    country: str | None
+    subdivision: str | None
+    address_ok: bool
+
+
 class TelemetryBridge:
     """Validates, pseudonymises, geo-stamps and produces telemetry; see the module doc."""
 
@@ -101,6 +114,8 @@ class TelemetryBridge:
         )
         self._pseudonyms: EpochPseudonyms | None = None
         self._pseudonyms_lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None], Client] = {}
+        self._clients_lock = threading.Lock()
 
     def pseudonyms(self, received_ms: int) -> EpochPseudonyms:
         """The pseudonyms of the epoch received_ms falls in (its key from the store)."""
@@ -112,6 +127,33 @@ class TelemetryBridge:
         with self._pseudonyms_lock:
             self._pseudonyms = EpochPseudonyms(epoch_key)
             return self._pseudonyms
+
+    def _client(self, peer: str, forwarded_for: str | None) -> Client:
+        """Who sent a request: rate-limit key and coarse geo, cached per (peer, header).
+
+        Players send a sample every few seconds from the same address, and resolving it
+        (three database lookups, address parsing) costs more than a small request.
+        """
+        cache_key = (peer, forwarded_for)
+        known = self._clients.get(cache_key)
+        if known is not None:
+            return known
+        address = client_ip(peer, forwarded_for, self._trusted)
+        network = client_network(
+            address,
+            ipv4_prefix=self.settings.rate_limit_ipv4_prefix,
+            ipv6_prefix=self.settings.rate_limit_ipv6_prefix,
+        )
+        try:
+            facts = self._geo.resolve(address)
+            client = Client(network, facts.country, facts.subdivision, address_ok=True)
+        except GeoError:
+            client = Client(network, None, None, address_ok=False)
+        with self._clients_lock:
+            if len(self._clients) >= CLIENT_CACHE_SIZE:
+                del self._clients[next(iter(self._clients))]
+            self._clients[cache_key] = client
+        return client
 
     def _charge(self, network: str, cost: float) -> None:
         wait = self._buckets.take(network, cost, self._monotonic())
@@ -129,14 +171,9 @@ class TelemetryBridge:
         Raises RequestRejected (400/413/415), RateLimited (429), GeoError (bad client
         address) or the log's DeliveryFailed / ProducerBackpressure (503).
         """
-        address = client_ip(peer, forwarded_for, self._trusted)
-        network = client_network(
-            address,
-            ipv4_prefix=self.settings.rate_limit_ipv4_prefix,
-            ipv6_prefix=self.settings.rate_limit_ipv6_prefix,
-        )
+        client = self._client(peer, forwarded_for)
         # Charged before parsing, so a flood of requests costs the bridge little.
-        self._charge(network, self.settings.rate_limit_request_cost)
+        self._charge(client.network, self.settings.rate_limit_request_cost)
         received_ms = self._clock_ms()
         window = SampleWindow.around(
             received_ms,
@@ -146,20 +183,17 @@ class TelemetryBridge:
         read = read_request(
             request, received_ms=received_ms, window=window, max_samples=self.settings.max_samples
         )
-        self._charge(network, len(read.samples) + len(read.rejected))
+        self._charge(client.network, len(read.samples) + len(read.rejected))
         if not read.samples:
             raise RequestRejected(
                 "invalid-samples",
                 f"all {len(read.rejected)} samples were refused",
                 problems=[r.as_json() for r in read.rejected],
             )
-        try:
-            facts = self._geo.resolve(address)
-        except GeoError as exc:
-            raise RequestRejected("bad-ip", "the client address is not an IP address") from exc
-        provenance = Provenance(self.region, received_ms, facts.country, facts.subdivision)
-        # From here on only the coarse geo travels; the address is not passed further.
-        del address, facts
+        if not client.address_ok:
+            raise RequestRejected("bad-ip", "the client address is not an IP address")
+        # Only the coarse geo travels on: the address is not passed further.
+        provenance = Provenance(self.region, received_ms, client.country, client.subdivision)
         records = self._encoder.encode_batch(
             read.samples,
             provenance,
