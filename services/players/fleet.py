@@ -214,6 +214,9 @@ class Player:
         self.last_change_at = 0.0
         self.next_reload_at = 0.0
         self.next_seq: int | None = None
+        # The newest segment of a playlist abandoned as stale: another pathway that is no
+        # further along shares its stalled origin (a sibling CDN) and is skipped at once.
+        self.stale_seq: int | None = None
         self.throughput_bps = 0.0
         self.sample_seq = 0
         self.starved = False
@@ -362,11 +365,17 @@ class Player:
             await self._fail(exc.reason, end_at)
             return
         now = self.clock()
+        if self.stale_seq is not None:
+            if playlist.last_seq <= self.stale_seq:
+                await self._fail("stale-playlist", end_at)
+                return
+            self.stale_seq = None
         changed = self.pathway_last_seq is None or playlist.last_seq > self.pathway_last_seq
         if changed:
             self.pathway_last_seq = playlist.last_seq
             self.last_change_at = now
         elif now - self.last_change_at > self.config.stale_after_targets * playlist.target_duration:
+            self.stale_seq = playlist.last_seq
             await self._fail("stale-playlist", end_at)
             return
         self.playlist = playlist

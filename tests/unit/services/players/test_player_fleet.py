@@ -25,11 +25,12 @@ from services.players.fleet import FleetConfig, FleetResult, run_fleet
 SEGMENT_S = 0.5
 # EXT-X-TARGETDURATION is a whole number of seconds: 1 here.
 TARGET_S = 1.0
-EU, US = "eu-west.cdn-a", "us-east.cdn-a"
+EU, EU_B, US = "eu-west.cdn-a", "eu-west.cdn-b", "us-east.cdn-a"
 
 
 @dataclass
 class StandIn:
+    pathways: list[str] = field(default_factory=lambda: [EU, US])
     priority: list[str] = field(default_factory=lambda: [EU, US])
     failing: set[str] = field(default_factory=set)
     frozen: dict[str, int] = field(default_factory=dict)
@@ -53,7 +54,7 @@ class StandIn:
         if name == "master.m3u8":
             text = render_multivariant_playlist(
                 content,
-                [Variant(EU, self.base(EU)), Variant(US, self.base(US))],
+                [Variant(p, self.base(p)) for p in self.pathways],
                 steering_uri=f"http://127.0.0.1:{self.port}/steer",
                 default_pathway=EU,
                 bandwidth_bps=3_000_000,
@@ -177,14 +178,19 @@ def test_failed_segment_requests_move_players_to_the_next_pathway_at_once() -> N
     assert sum(1 for line in stand_in.telemetry if ",su," in line) == 20
 
 
-def test_a_playlist_that_stops_moving_is_abandoned() -> None:
+def test_a_playlist_that_stops_moving_is_abandoned_with_its_sibling_cdn() -> None:
     def freeze(stand_in: StandIn) -> None:
-        stand_in.frozen[EU] = last_complete_segment(time.time(), SEGMENT_S)
+        # The eu-west origin stalls: both of its CDNs serve the same frozen window.
+        last = last_complete_segment(time.time(), SEGMENT_S)
+        stand_in.frozen.update({EU: last, EU_B: last})
 
-    result, frozen_at = asyncio.run(play(StandIn(), players=10, duration=4.5, change=freeze))
+    stand_in = StandIn(pathways=[EU, EU_B, US], priority=[EU, EU_B, US])
+    result, frozen_at = asyncio.run(play(stand_in, players=10, duration=4.5, change=freeze))
     summary = result.summary()
-    assert summary.switches_by_reason.get("stale-playlist") == 10
+    # Each player left eu-west.cdn-a when it went stale and eu-west.cdn-b at first sight.
+    assert summary.switches_by_reason.get("stale-playlist") == 20
+    assert set(summary.segments_by_pathway) == {EU, US}
     moved = result.time_to_region("us-east", 1.0, frozen_at)
     assert moved is not None
-    # Two target durations without a new segment, plus a reload interval.
+    # Two target durations without a new segment, plus a reload interval: once, not twice.
     assert moved < 2 * TARGET_S + TARGET_S + 0.5
