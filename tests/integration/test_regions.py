@@ -14,12 +14,16 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
+from confluent_kafka import Consumer
 
 from liveward.settings import MediaSettings, ServiceSettings, Settings
 from liveward.topology import pathways
 from services.media.layout import DEFAULT_CONTENT
 from services.media.region import RegionProcesses, running_regions, start_all
 from services.players.fleet import FleetConfig, FleetResult, entry_urls, run_fleet
+from streams.codec import default_codec
+from streams.consumer import consumer_config
+from streams.events import IngestHealth, IngestRole, IngestStatus
 from streams.topics import apply_topics
 
 PLAYERS = 50
@@ -83,9 +87,9 @@ class FixedSteering:
 
 
 def play(
-    settings: Settings, chaos: Callable[[], object] | None = None
+    settings: Settings, chaos: Callable[[], object] | None = None, *, play_s: float = PLAY_S
 ) -> tuple[FleetResult, float]:
-    """PLAYERS players for PLAY_S seconds; chaos() runs CHAOS_AT_S seconds in. Returns the
+    """PLAYERS players for play_s seconds; chaos() runs CHAOS_AT_S seconds in. Returns the
     result and the epoch second chaos happened."""
 
     async def scenario() -> tuple[FleetResult, float]:
@@ -97,7 +101,7 @@ def play(
             entry_urls=entry_urls(settings, DEFAULT_CONTENT),
             content_id=DEFAULT_CONTENT,
             count=PLAYERS,
-            duration_s=PLAY_S,
+            duration_s=play_s,
         )
         chaos_at = 0.0
 
@@ -171,6 +175,56 @@ def test_losing_a_cdn_edge_moves_players_to_the_other_cdn(
         ]
         assert after
         assert set(after) == {"eu-west.cdn-b"}
+
+
+def health_since(settings: Settings, since: float, group: str) -> list[IngestHealth]:
+    """Every heartbeat on ingest.health stamped at or after since (epoch seconds)."""
+    consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
+    consumer.subscribe(["ingest.health"])
+    codec = default_codec()
+    beats: list[IngestHealth] = []
+    deadline = time.monotonic() + 20
+    idle = 0
+    try:
+        while time.monotonic() < deadline and idle < 2:
+            messages = consumer.consume(num_messages=5000, timeout=1.0)
+            idle = idle + 1 if not messages else 0
+            for message in messages:
+                if message.error() is None and message.value() is not None:
+                    beat = codec.decode_as(message.value(), IngestHealth)
+                    if beat.occurred_at >= since * 1000:
+                        beats.append(beat)
+    finally:
+        consumer.close()
+    return beats
+
+
+def test_losing_the_ingest_starves_the_region_and_players_leave_its_stale_playlist(
+    media_settings: Settings, intact: list[RegionProcesses], unique_name: str
+) -> None:
+    eu_west = intact[0]
+    # A stale playlist shows only after two target durations without a new segment.
+    result, killed_at = play(media_settings, eu_west.member("ingest").process.kill, play_s=15.0)
+    moved = result.time_to_region("us-east", 0.99, killed_at)
+    show("ingest lost", result, f", 99% fetching from us-east after {moved} s")
+    summary = result.summary()
+    assert summary.started == PLAYERS
+    assert set(summary.switches_by_reason) == {"stale-playlist"}
+    assert moved is not None
+    assert moved < 10.0
+    assert summary.longest_stall_s < 2.0
+    # The region said so in its heartbeats: packagers and origin fail, us-east stays OK.
+    beats = health_since(media_settings, killed_at + 5, unique_name)
+    latest = {(b.source_id, b.content_id): b for b in sorted(beats, key=lambda b: b.occurred_at)}
+    status = {source: b.status for (source, _), b in latest.items()}
+    assert status["eu-west/packager-a"] is IngestStatus.FAILING
+    assert status["eu-west/packager-b"] is IngestStatus.FAILING
+    assert status["eu-west/origin"] is IngestStatus.FAILING
+    assert "eu-west/ingest" not in status
+    assert {
+        status[f"us-east/{role}"] for role in ("ingest", "packager-a", "packager-b", "origin")
+    } == {IngestStatus.OK}
+    assert {b.role for b in beats} == {IngestRole.INGEST, IngestRole.PACKAGER, IngestRole.ORIGIN}
 
 
 def test_losing_a_region_moves_players_to_the_other_region(
