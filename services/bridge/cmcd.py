@@ -41,6 +41,7 @@ from services.bridge.samples import (
     Invalid,
     PlayerSample,
     SampleWindow,
+    name,
     timestamp,
     token,
 )
@@ -338,7 +339,7 @@ def cmcd_sample(
         sample_id=None if sequence is None else str(sequence),
         viewer=str(viewer),
         session=str(session),
-        content=str(members.get("cid", UNKNOWN)),
+        content=name(str(members["cid"]), "cid", MAX_STRING_CHARS) if "cid" in members else UNKNOWN,
         cdn=token(str(members.get("com.liveward-cdn", UNKNOWN)), "com.liveward-cdn"),
         serving_region=None if region is None else token(str(region), "com.liveward-region"),
         sampled_at=received_ms if stamp is None else timestamp(stamp, "ts", window),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from ipaddress import ip_address
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -33,9 +34,12 @@ MAX_SAMPLE_ID_CHARS = 64
 MAX_CONTENT_CHARS = 256
 MAX_TOKEN_CHARS = 64
 
-# CDN names, regions and error codes go into analytics as they are: a token alphabet keeps
-# free text (URLs with tokens in them, e-mail addresses) out.
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+# Content ids, CDN names, regions and error codes go into analytics as they are: a name
+# alphabet keeps free text (URLs with tokens in them, e-mail addresses) out, and a value
+# holding an IP address is refused, since addresses stop at the edge.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=~-]*")
+_IPV4 = re.compile(r"(?<![0-9.])\d{1,3}(?:\.\d{1,3}){3}(?![0-9.])")
+_IPV6_CANDIDATE = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 
 FIELDS = frozenset(
     {
@@ -133,15 +137,35 @@ def text(value: object, field: str, max_chars: int) -> str:
     return value
 
 
-def token(value: object, field: str) -> str:
-    """A short name from a restricted alphabet (CDN, region, error code)."""
+def holds_address(value: str) -> bool:
+    """Whether an IPv4 or IPv6 address is written somewhere inside value."""
+    if _IPV4.search(value) is not None:
+        return True
+    for candidate in _IPV6_CANDIDATE.findall(value):
+        try:
+            ip_address(candidate.strip(":.") if "::" not in candidate else candidate)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def name(value: object, field: str, max_chars: int = MAX_TOKEN_CHARS) -> str:
+    """A name from a restricted alphabet without an address in it (content, CDN, ...)."""
     if type(value) is not str:
         raise Invalid(field, "wrong-type", f"{field} must be a string")
-    if not 0 < len(value) <= MAX_TOKEN_CHARS:
-        raise Invalid(field, "bad-length", f"{field} must have 1 to {MAX_TOKEN_CHARS} characters")
-    if _TOKEN.fullmatch(value) is None:
-        raise Invalid(field, "bad-characters", f"{field} may hold only A-Z a-z 0-9 . _ : / -")
+    if not 0 < len(value) <= max_chars:
+        raise Invalid(field, "bad-length", f"{field} must have 1 to {max_chars} characters")
+    if _NAME.fullmatch(value) is None:
+        raise Invalid(field, "bad-characters", f"{field} may hold only A-Z a-z 0-9 . _ : / + = ~ -")
+    if holds_address(value):
+        raise Invalid(field, "address-in-field", f"{field} must not hold an IP address")
     return value
+
+
+def token(value: object, field: str) -> str:
+    """A short name (CDN, region, error code)."""
+    return name(value, field, MAX_TOKEN_CHARS)
 
 
 def counter(value: object, field: str, maximum: int) -> int:
@@ -195,9 +219,10 @@ _FAST_FIELDS = frozenset(_FAST_ORDER)
 _FAST_FIELDS_NO_ID = _FAST_FIELDS - {"id"}
 _fast_values = itemgetter(*_FAST_ORDER)
 _fast_values_no_id = itemgetter(*_FAST_ORDER[1:])
-# CDN names that passed the token check: a batch names a handful, thousands of times.
-_SEEN_CDNS: set[str] = set()
-_MAX_SEEN_CDNS = 4_096
+# Content ids and CDN names that passed their checks: a batch names a handful, thousands
+# of times over.
+_SEEN_NAMES: set[str] = set()
+_MAX_SEEN_NAMES = 16_384
 _new_sample = PlayerSample._make
 
 
@@ -228,10 +253,11 @@ def check_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
             and 0 < len(session) <= MAX_ID_CHARS
             and session.isprintable()
             and type(content) is str
-            and 0 < len(content) <= MAX_CONTENT_CHARS
-            and content.isprintable()
+            and content in _SEEN_NAMES
+            and len(content) <= MAX_CONTENT_CHARS
             and type(cdn) is str
-            and cdn in _SEEN_CDNS
+            and cdn in _SEEN_NAMES
+            and len(cdn) <= MAX_TOKEN_CHARS
             and type(at) is int
             and window.oldest_ms <= at <= window.newest_ms
             and type(bitrate) is int
@@ -258,8 +284,9 @@ def check_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
                  stalls, stalled, None, False, None)
             )  # fmt: skip
     sample = explain_json_sample(item, window)
-    if len(_SEEN_CDNS) < _MAX_SEEN_CDNS:
-        _SEEN_CDNS.add(sample.cdn)
+    if len(_SEEN_NAMES) < _MAX_SEEN_NAMES:
+        _SEEN_NAMES.add(sample.content)
+        _SEEN_NAMES.add(sample.cdn)
     return sample
 
 
@@ -287,7 +314,7 @@ def explain_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
         sample_id,
         text(item["viewer"], "viewer", MAX_ID_CHARS),
         text(item["session"], "session", MAX_ID_CHARS),
-        text(item["content"], "content", MAX_CONTENT_CHARS),
+        name(item["content"], "content", MAX_CONTENT_CHARS),
         token(item["cdn"], "cdn"),
         None if serving_region is None else token(serving_region, "serving_region"),
         timestamp(item["sampled_at"], "sampled_at", window),

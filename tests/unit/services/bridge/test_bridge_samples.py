@@ -175,3 +175,29 @@ def test_the_fast_path_accepts_exactly_what_the_field_by_field_check_accepts(
         got = problem.reason
 
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["10.1.2.3", "live/203.0.113.9/final", "cdn-2001:db8::1", "lo::1", "fe80:0:0:0:0:0:0:1"],
+)
+def test_names_holding_an_address_are_refused(value: str) -> None:
+    for field in ("content", "cdn", "error"):
+        with pytest.raises(Invalid) as refused:
+            check_json_sample(sample(**{field: value}), WINDOW)
+
+        assert (refused.value.field, refused.value.reason) == (field, "address-in-field")
+
+
+@pytest.mark.parametrize(
+    "value", ["match:2024:final", "sports/final", "v1.2.3", "ep-12:34", "a=b+c~d"]
+)
+def test_ordinary_names_pass(value: str) -> None:
+    assert check_json_sample(sample(content=value), WINDOW).content == value
+
+
+def test_an_email_in_a_name_is_refused() -> None:
+    with pytest.raises(Invalid) as refused:
+        check_json_sample(sample(content="alice@example.com"), WINDOW)
+
+    assert refused.value.reason == "bad-characters"
