@@ -199,6 +199,23 @@ CATALOG = TopicCatalog(
             doc="The pathway priority the steering service answers players with.",
         ),
         _spec(
+            "control.ingest-health",
+            ev.IngestHealth,
+            ("region",),
+            # One partition: the control plane's single decision-maker must see every region.
+            partitions=1,
+            retention_ms=DAY_MS,
+            doc="ingest.health forwarded onto one partition for the control plane.",
+        ),
+        _spec(
+            "control.qoe-aggregates",
+            ev.QoEAggregate,
+            ("serving_region", "cdn", "content_id"),
+            partitions=1,
+            retention_ms=DAY_MS,
+            doc="qoe.aggregates forwarded onto one partition for the control plane.",
+        ),
+        _spec(
             "control.commands",
             ev.OperatorCommand,
             ("command_id",),

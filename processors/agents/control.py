@@ -2,15 +2,19 @@
 
 Every input must reach one decision-maker: `ingest.health` is keyed by region over three
 partitions, and a Faust agent instance only sees its own partitions, yet a failover
-decision weighs every region at once. So the inputs are re-keyed: one small forwarding
-agent per input topic checks each record decodes (dead-lettering what does not) and
-forwards its bytes unchanged, under the one key "control", to an internal topic with a
-single partition. The worker owning that partition holds the whole picture, takes each
-input in as it arrives (an operator command applies at once) and judges health on a
-timer every 250 ms (so a region that falls silent is missed without any event arriving),
-publishing `control.failover`, `control.steering` and `control.command-outcomes`. With
-several workers the timer acts only where that partition is owned; the forwarding hop
-costs a few milliseconds.
+decision weighs every region at once. So the inputs are funnelled: a small forwarding
+agent per three-partition topic checks each record decodes (dead-lettering what does
+not) and forwards its bytes unchanged to a one-partition catalog topic
+(`control.ingest-health`, `control.qoe-aggregates`; `control.commands` has one partition
+already). One agent reads all three; Faust co-partitions topics its workers all
+subscribe to that have equal partition counts, so one worker holds the whole picture.
+It takes each input in as it arrives (an operator command applies at once) and judges
+health on a timer every 250 ms (so a region that falls silent is missed without any
+event arriving), publishing `control.failover`, `control.steering` and
+`control.command-outcomes`. With several workers the timer acts only where those
+partitions are owned; the forwarding hop costs a few milliseconds. The funnel topics are
+in the catalog so they exist, with one partition, before any worker starts (a topic a
+worker creates itself may be missing from its first assignment).
 
 What must survive a restart (pathway health, drains, known sources, published steering;
 see `processors.control.durable`) lives in a one-partition table whose changelog Faust
@@ -50,8 +54,9 @@ from streams.meta import new_event_id, now_ms
 
 log = logging.getLogger(__name__)
 
-INPUT_TOPICS = ("ingest.health", "qoe.aggregates", "control.commands")
-INPUT_KEY = b"control"
+# Each three-partition input and the one-partition topic it is funnelled into.
+FUNNELS = {"ingest.health": "control.ingest-health", "qoe.aggregates": "control.qoe-aggregates"}
+DECISION_INPUTS = (*FUNNELS.values(), "control.commands")
 STATE_KEY = b"control-plane"
 # Judge this often between inputs: detection is at most this late.
 TICK_S = 0.25
@@ -60,22 +65,22 @@ TICK_S = 0.25
 class _Plane:
     """The decision-maker's state in this worker, loaded from the table on first use."""
 
-    def __init__(self, app: faust.App, table: Any, inputs_topic: str, ctx: ControlContext):
+    def __init__(self, app: faust.App, table: Any, ctx: ControlContext):
         self.app = app
         self.table = table
-        self.partition = TP(inputs_topic, 0)
+        self.partitions = {TP(name, 0) for name in DECISION_INPUTS}
         self.ctx = ctx
         self.lock = asyncio.Lock()
         self.state: ControlState | None = None
         self.saved: bytes | None = None
 
     def owned(self) -> bool:
-        """True while this worker owns the inputs partition and its table is recovered."""
+        """True while this worker owns the inputs' partitions and its table is recovered."""
         tables: Any = self.app.tables  # the typed interface omits the recovery service
         owns = (
             not self.app.rebalancing
             and tables.recovery.completed.is_set()
-            and self.partition in self.app.assignor.assigned_actives()
+            and self.partitions <= self.app.assignor.assigned_actives()
         )
         if not owns:
             # Whoever owns it next starts from the table, not from what we held.
@@ -101,13 +106,13 @@ def register(app: faust.App, settings: Settings) -> None:
     codec = default_codec()
     ctx = context_for(settings, new_id=new_event_id)
     inputs = app.topic(
-        f"{app.conf.id}-control-inputs",
+        *DECISION_INPUTS,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
         partitions=1,
-        internal=True,
+        internal=False,
     )
     failover = catalog_topic(app, "control.failover")
     steering = catalog_topic(app, "control.steering")
@@ -121,10 +126,10 @@ def register(app: faust.App, settings: Settings) -> None:
         value_type=bytes,
         use_partitioner=True,
     )
-    plane = _Plane(app, table, inputs.get_topic_name(), ctx)
+    plane = _Plane(app, table, ctx)
 
-    for name in INPUT_TOPICS:
-        _register_forwarder(app, settings, codec, name, inputs, dead_letters)
+    for source, funnel in FUNNELS.items():
+        _register_forwarder(app, settings, codec, source, catalog_topic(app, funnel), dead_letters)
 
     async def publish(outputs: ControlOutputs) -> None:
         # Decisions first: whoever sees a steering state can find the decision behind it.
@@ -180,12 +185,12 @@ def _register_forwarder(
     settings: Settings,
     codec: AvroCodec,
     name: str,
-    inputs: Any,
+    funnel: Any,
     dead_letters: Any,
 ) -> None:
     source = catalog_topic(app, name)
     event_type = CATALOG[name].event_type
-    agent_name = f"control-forward-{name}"
+    agent_name = f"control-funnel-{name}"
 
     async def forward(stream: Any) -> None:
         async for event in stream.events():
@@ -197,7 +202,7 @@ def _register_forwarder(
                     consumer=agent_name, region=settings.region,
                 )  # fmt: skip
                 continue
-            await (await inputs.send(key=INPUT_KEY, value=event.value))
+            await (await funnel.send(key=event.key, value=event.value))
 
     app.agent(source, name=agent_name)(forward)
 

@@ -270,6 +270,7 @@ def test_operators_drain_and_restore_and_cannot_drain_the_last_healthy_region(
     assert code == 1 and "unknown-target" in output, output
 
     code, output = _control(settings, "status")
+    print(output)
     assert code == 0, output
     assert plane.regions.content_id in output and "eu-west" in output
 
