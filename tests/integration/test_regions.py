@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from liveward.settings import MediaSettings, ServiceSettings, Settings
 from liveward.topology import pathways
@@ -178,22 +178,28 @@ def test_losing_a_cdn_edge_moves_players_to_the_other_cdn(
 
 
 def health_since(settings: Settings, since: float, group: str) -> list[IngestHealth]:
-    """Every heartbeat on ingest.health stamped at or after since (epoch seconds)."""
+    """Every heartbeat on ingest.health stamped at or after since (epoch seconds): every
+    partition read from the beginning up to its end."""
     consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
-    consumer.subscribe(["ingest.health"])
+    partitions = (
+        consumer.list_topics("ingest.health", timeout=10).topics["ingest.health"].partitions
+    )
+    consumer.assign([TopicPartition("ingest.health", p, OFFSET_BEGINNING) for p in partitions])
     codec = default_codec()
     beats: list[IngestHealth] = []
-    deadline = time.monotonic() + 20
-    idle = 0
+    open_partitions = set(partitions)
+    deadline = time.monotonic() + 30
     try:
-        while time.monotonic() < deadline and idle < 2:
-            messages = consumer.consume(num_messages=5000, timeout=1.0)
-            idle = idle + 1 if not messages else 0
-            for message in messages:
-                if message.error() is None and message.value() is not None:
-                    beat = codec.decode_as(message.value(), IngestHealth)
-                    if beat.occurred_at >= since * 1000:
-                        beats.append(beat)
+        while open_partitions and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=5000, timeout=1.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        open_partitions.discard(message.partition())
+                    continue
+                beat = codec.decode_as(message.value() or b"", IngestHealth)
+                if beat.occurred_at >= since * 1000:
+                    beats.append(beat)
     finally:
         consumer.close()
     return beats
