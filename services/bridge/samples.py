@@ -1,10 +1,29 @@
 """Player samples as the bridge receives them, and the JSON batch format, validated by hand.
 
-The JSON format (`POST /v1/telemetry`, `Content-Type: application/json`):
+The JSON format (`POST /v1/telemetry`, `Content-Type: application/json` or `text/plain`):
 
     {"samples": [{"id": "s-17", "viewer": "viewer-123", "session": "3f2c…", "content":
       "sports/final", "cdn": "cdn-a", "sampled_at": 1714557600000, "bitrate_kbps": 4500,
       "buffer_ms": 12000, "play_ms": 1000, "rebuffer_count": 1, "rebuffer_ms": 250}]}
+
+| field | type | |
+|---|---|---|
+| `viewer`, `session` | string, 1-128 printable chars | required; pseudonymised at the edge |
+| `content` | name, 1-256 chars | required |
+| `cdn` | name, 1-64 chars | required |
+| `sampled_at` | integer, epoch ms | required; at most 24 h old, 5 min ahead |
+| `id` | string, 1-64 chars | optional; unique per session; makes resends idempotent |
+| `bitrate_kbps` | integer 0-1,000,000 | default 0 (no rendition playing) |
+| `buffer_ms` | integer 0-3,600,000 | default 0 |
+| `play_ms`, `rebuffer_ms` | integer 0-3,600,000 | default 0; since the previous sample |
+| `rebuffer_count` | integer 0-100,000 | default 0; stalls since the previous sample |
+| `startup_ms` | integer 0-600,000 or null | video start time, once per session |
+| `exited_before_start` | boolean | default false; then no startup_ms, no play_ms |
+| `error` | name, 1-64 chars, or null | player error code |
+| `serving_region` | name, 1-64 chars | default: the bridge's region |
+
+A name is `[A-Za-z0-9][A-Za-z0-9._:/+=~-]*` and holds no IP address. Unknown fields are
+refused (a typo must not silently become a default).
 
 Validation is a hand-written function rather than a pydantic model: it runs for every
 sample on the ingest hot path (pydantic costs ~10x more per sample), and it stops at the
