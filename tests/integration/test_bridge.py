@@ -299,3 +299,30 @@ def test_a_bridge_without_kafka_answers_503_with_retry_after(
     assert response.status_code == 503
     assert response.json()["error"] == "delivery-failed"
     assert response.headers["retry-after"] == "1"
+
+
+def test_with_two_worker_processes_every_sample_is_stored_under_one_epoch_key(
+    kafka_cluster: Settings, port_offset: int, tmp_path: Path
+) -> None:
+    port = 18283 + port_offset
+    settings = _edge_settings(kafka_cluster, tmp_path, port)
+    topic = f"it.qoe.telemetry-{uuid.uuid4().hex[:12]}"
+    admin = admin_client(settings)
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result()
+    config = BridgeSettings(topic=topic, keyring_file=tmp_path / "keys.json", workers=2)
+    process = _start_bridge(settings, config, "bridge-workers", port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15.0) as client:
+            answers = []
+            for n in range(20):  # a connection each, for whichever worker accepts it
+                client.headers["Connection"] = "close"
+                answers.append(client.post(URL, json={"samples": [_sample(n, "w")]}).status_code)
+    finally:
+        process.stop()
+
+    assert answers == [202] * 20
+    records = _read_topic(settings, topic, 20)
+    decoded = [default_codec().decode_record(m.value())[1] for m in records]
+    assert len(decoded) == 20
+    # One epoch key for both workers: one viewer, one pseudonym.
+    assert len({r["viewer_pseudonym"] for r in decoded}) == 3  # _sample: three viewers
