@@ -20,11 +20,17 @@ app = typer.Typer(
 
 def _register() -> None:
     from liveward.commands import (
+        analytics,
         audit,
         bench,
+        control,
         drill,
         geo,
         keys,
+        players,
+        privacy,
+        regions,
+        replay,
         run,
         schemas,
         serve,
@@ -44,6 +50,12 @@ def _register() -> None:
     app.add_typer(audit.app, name="audit")
     app.add_typer(drill.app, name="drill")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(control.app, name="control")
+    app.add_typer(regions.app, name="regions")
+    app.add_typer(players.app, name="players")
+    app.add_typer(analytics.app, name="analytics")
+    app.add_typer(privacy.app, name="privacy")
+    app.command("replay")(replay.replay)
     app.command("worker")(worker.worker)
     app.command("run")(run.run)
 
