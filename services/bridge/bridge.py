@@ -1,8 +1,9 @@
 """The telemetry bridge: one request in, its valid samples confirmed by Kafka, an answer out.
 
 The order matters for privacy and for floods: the client address is resolved to coarse
-geo and a rate-limit key, then forgotten; a flooding client is refused before its body
-is parsed; raw viewer and session ids are replaced by epoch pseudonyms before anything
+geo and a rate-limit key, which is all that goes further (the address stays in this
+process's memory, in a bounded cache); a flooding client is refused before its body is
+parsed; raw viewer and session ids are replaced by epoch pseudonyms before anything
 is encoded; and the answer is given only after Kafka confirmed every accepted record.
 """
 
@@ -168,8 +169,8 @@ class TelemetryBridge:
     ) -> Accepted:
         """Handle one request; returns once every accepted sample is confirmed by Kafka.
 
-        Raises RequestRejected (400/413/415), RateLimited (429), GeoError (bad client
-        address) or the log's DeliveryFailed / ProducerBackpressure (503).
+        Raises RequestRejected (400/413/415; `bad-ip` for a client address that is not
+        one), RateLimited (429) or the log's DeliveryFailed / ProducerBackpressure (503).
         """
         client = self._client(peer, forwarded_for)
         # Charged before parsing, so a flood of requests costs the bridge little.
