@@ -137,7 +137,8 @@ class RegionProcesses:
             return pid
         if member.port is not None:
             ensure_port_free(self.settings.services.host, member.port, member.process.name)
-        return member.process.start(member.argv, env={**os.environ, **self.settings.as_env()})
+        env = {**os.environ, **self.settings.as_env(), "LIVEWARD_REGION": self.region}
+        return member.process.start(member.argv, env=env)
 
     def edge_urls(self) -> list[str]:
         return [m.url for m in self.members if m.role.startswith("edge-") and m.url is not None]
