@@ -155,7 +155,7 @@ class SampleEncoder:
         )
         small, small_longs = _SMALL, _SMALL_LONGS
         timestamp = _TimestampWriter()
-        strings: dict[str, bytes] = {}
+        middles: dict[tuple[str, str, str | None], bytes] = {}
         viewers: dict[str, bytes] = {}
         sessions: dict[str, tuple[bytes, bytes]] = {}
         # header, event_id prefix; occurred_at and region: shared by every record.
@@ -186,16 +186,18 @@ class SampleEncoder:
                 event_id = id_prefix + b"%08x" % index
             else:
                 event_id = _UUID_PREFIX + pseudonyms.sample_event_id(session, sample_id).encode()
-            content_field = strings.get(content)
-            if content_field is None:
-                content_field = strings[content] = encode_string(content)
-            cdn_field = strings.get(cdn)
-            if cdn_field is None:
-                cdn_field = strings[cdn] = encode_string(cdn)
-            if serving_region is None:
-                serving = default_region
-            else:
-                serving = strings.get(serving_region) or encode_string(serving_region)
+            # pseudonym_epoch .. subdivision: one run of bytes per (content, CDN, region).
+            middle = middles.get((content, cdn, serving_region))
+            if middle is None:
+                middle = middles[(content, cdn, serving_region)] = b"".join(
+                    (
+                        epoch,
+                        encode_string(content),
+                        encode_string(cdn),
+                        default_region if serving_region is None else encode_string(serving_region),
+                        geo,
+                    )
+                )
             append(
                 (
                     key,
@@ -206,11 +208,7 @@ class SampleEncoder:
                             shared_head,
                             session_field,
                             viewer_field,
-                            epoch,
-                            content_field,
-                            cdn_field,
-                            serving,
-                            geo,
+                            middle,
                             timestamp(sampled_at),
                             small_longs[bitrate] if bitrate < small else encode_long(bitrate),
                             small_longs[buffer] if buffer < small else encode_long(buffer),
