@@ -40,8 +40,11 @@ def up(
         list[str] | None, typer.Option(help="Live content ids (repeatable).")
     ] = None,
 ) -> None:
-    """Start every process of the regions that is not running (Kafka must be up), and wait
-    until each edge serves live playlists. Run again after a kill to bring processes back."""
+    """Start the regions' processes and wait until every edge serves a live window.
+
+    Kafka must be up. Only processes that are not running are started, so running it again
+    after a kill brings those processes back.
+    """
     from streams.topics import apply_topics
 
     settings = load_settings()
