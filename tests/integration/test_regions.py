@@ -40,7 +40,7 @@ def media_settings(kafka_cluster: Settings, port_offset: int) -> Settings:
             "media": MediaSettings(
                 origin_port_base=18100 + port_offset, edge_port_base=18200 + port_offset
             ),
-            "services": ServiceSettings(steering_port=18084 + port_offset),
+            "services": ServiceSettings(steering_port=18185 + port_offset),
         }
     )
 
