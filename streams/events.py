@@ -612,6 +612,9 @@ class QoETelemetrySample:
     startup_ms: int | None = None
     exited_before_start: bool = False
     error_code: str | None = None
+    object_type: str | None = None
+    throughput_kbps: int | None = None
+    top_bitrate_kbps: int | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -635,6 +638,9 @@ class QoETelemetrySample:
             "startup_ms": self.startup_ms,
             "exited_before_start": self.exited_before_start,
             "error_code": self.error_code,
+            "object_type": self.object_type,
+            "throughput_kbps": self.throughput_kbps,
+            "top_bitrate_kbps": self.top_bitrate_kbps,
         }
 
     @classmethod
@@ -660,6 +666,9 @@ class QoETelemetrySample:
             startup_ms=record["startup_ms"],
             exited_before_start=record["exited_before_start"],
             error_code=record["error_code"],
+            object_type=record["object_type"],
+            throughput_kbps=record["throughput_kbps"],
+            top_bitrate_kbps=record["top_bitrate_kbps"],
         )
 
 

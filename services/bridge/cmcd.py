@@ -19,14 +19,15 @@ Parameters (`;x=...`) are not part of CMCD and are refused.
 | `d` (video objects*, not `su`) | play_ms: a player fetches about a segment per segment played |
 | `bs` | rebuffer_count = 1: the buffer ran dry since the previous request |
 | `su` | play_ms = 0: start-up, seek or recovery is not steady playback |
+| `ot` / `mtp` / `tb` | object_type / throughput_kbps / top_bitrate_kbps |
 | v2 `bsd` / `msd` / `ts` / `sn` | rebuffer_ms / startup_ms / sampled_at / sample id |
 | `com.liveward-viewer` | viewer (without it the session stands in for the viewer) |
 | `com.liveward-cdn` / `-region` / `-error` | cdn (default `unknown`) / serving_region / error |
 
 *`ot` is `v` or `av`, or absent. Without `ts`, sampled_at is when the bridge received it.
 
-`mtp`, `dl`, `rtp`, `tb`, `nor`, `nrr`, `pr`, `sf`, `st`, `v` and `ot` are validated but
-have no field in `QoETelemetrySample` (yet).
+`dl`, `rtp`, `nor`, `nrr`, `pr`, `sf`, `st` and `v` are validated but have no field in
+`QoETelemetrySample`.
 """
 
 from __future__ import annotations
@@ -351,5 +352,8 @@ def cmcd_sample(
         startup_ms=None if startup_ms is None else _bounded(members, "msd", MAX_STARTUP_MS),
         exited_before_start=False,
         error_code=None if error is None else token(str(error), "com.liveward-error"),
+        object_type=None if object_type is None else str(object_type),
+        throughput_kbps=_bounded(members, "mtp", MAX_BITRATE_KBPS) if "mtp" in members else None,
+        top_bitrate_kbps=_bounded(members, "tb", MAX_BITRATE_KBPS) if "tb" in members else None,
     )
     return sample, unknown

@@ -44,6 +44,9 @@ WRITTEN_FIELDS: tuple[tuple[str, Any], ...] = (
     ("startup_ms", ["null", "int"]),
     ("exited_before_start", "boolean"),
     ("error_code", ["null", "string"]),
+    ("object_type", ["null", "string"]),
+    ("throughput_kbps", ["null", "int"]),
+    ("top_bitrate_kbps", ["null", "int"]),
 )
 
 UNKNOWN_COUNTRY = "--"
@@ -99,6 +102,9 @@ _NULL = b"\x00"
 _SOME = b"\x02"
 _FALSE = b"\x00"
 _TRUE = b"\x01"
+_OBJECT_TYPES = {
+    t: _SOME + encode_string(t) for t in ("m", "a", "v", "av", "i", "c", "tt", "k", "o")
+}
 _UUID_PREFIX = encode_long(36)
 _PSEUDONYM_PREFIX = encode_long(32)
 # Random bytes each request needs for its event ids (see `encode_batch`).
@@ -171,6 +177,7 @@ class SampleEncoder:
         for index, (
             sample_id, viewer, session, content, cdn, serving_region, sampled_at,
             bitrate, buffer, play, stalls, stalled, startup, exited, error,
+            object_type, throughput, top_bitrate,
         ) in enumerate(samples):  # fmt: skip
             known_session = sessions.get(session)
             if known_session is None:
@@ -221,6 +228,12 @@ class SampleEncoder:
                             + (small_longs[startup] if startup < small else encode_long(startup)),
                             _TRUE if exited else _FALSE,
                             _NULL if error is None else _SOME + encode_string(error),
+                            _NULL
+                            if object_type is None
+                            else _OBJECT_TYPES.get(object_type)
+                            or _SOME + encode_string(object_type),
+                            _NULL if throughput is None else _SOME + encode_long(throughput),
+                            _NULL if top_bitrate is None else _SOME + encode_long(top_bitrate),
                         )
                     ),
                 )

@@ -21,6 +21,8 @@ The JSON format (`POST /v1/telemetry`, `Content-Type: application/json` or `text
 | `exited_before_start` | boolean | default false; then no startup_ms, no play_ms |
 | `error` | name, 1-64 chars, or null | player error code |
 | `serving_region` | name, 1-64 chars | default: the bridge's region |
+| `throughput_kbps` | integer 0-1,000,000 or null | throughput the player measured |
+| `top_bitrate_kbps` | integer 0-1,000,000 or null | highest rendition it may switch to |
 
 A name is `[A-Za-z0-9][A-Za-z0-9._:/+=~-]*` and holds no IP address. Unknown fields are
 refused (a typo must not silently become a default).
@@ -77,6 +79,8 @@ FIELDS = frozenset(
         "startup_ms",
         "exited_before_start",
         "error",
+        "throughput_kbps",
+        "top_bitrate_kbps",
     }
 )
 
@@ -102,6 +106,9 @@ class PlayerSample(NamedTuple):
     startup_ms: int | None
     exited_before_start: bool
     error_code: str | None
+    object_type: str | None = None
+    throughput_kbps: int | None = None
+    top_bitrate_kbps: int | None = None
 
 
 class Rejection(NamedTuple):
@@ -300,7 +307,7 @@ def check_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
         ):
             return _new_sample(
                 (sample_id, viewer, session, content, cdn, None, at, bitrate, buffer, play,
-                 stalls, stalled, None, False, None)
+                 stalls, stalled, None, False, None, None, None, None)
             )  # fmt: skip
     sample = explain_json_sample(item, window)
     if len(_SEEN_NAMES) < _MAX_SEEN_NAMES:
@@ -326,6 +333,8 @@ def explain_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
     serving_region = get("serving_region")
     startup_ms = get("startup_ms")
     error_code = get("error")
+    throughput = get("throughput_kbps")
+    top_bitrate = get("top_bitrate_kbps")
     exited = get("exited_before_start", False)
     if type(exited) is not bool:
         raise Invalid("exited_before_start", "wrong-type", "exited_before_start must be a boolean")
@@ -345,6 +354,9 @@ def explain_json_sample(item: Any, window: SampleWindow) -> PlayerSample:
         None if startup_ms is None else counter(startup_ms, "startup_ms", MAX_STARTUP_MS),
         exited,
         None if error_code is None else token(error_code, "error"),
+        None,
+        None if throughput is None else counter(throughput, "throughput_kbps", MAX_BITRATE_KBPS),
+        None if top_bitrate is None else counter(top_bitrate, "top_bitrate_kbps", MAX_BITRATE_KBPS),
     )
     if exited:
         check_consistency(sample)

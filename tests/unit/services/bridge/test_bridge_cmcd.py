@@ -110,6 +110,11 @@ def test_the_spec_example_maps_to_a_sample() -> None:
     assert (sample.rebuffer_count, sample.rebuffer_ms) == (1, 0)
     assert sample.sampled_at == NOW_MS
     assert (sample.cdn, sample.serving_region, sample.sample_id) == ("unknown", None, None)
+    assert (sample.object_type, sample.throughput_kbps, sample.top_bitrate_kbps) == (
+        "v",
+        48100,
+        6000,
+    )
 
 
 @pytest.mark.parametrize(("object_type", "bitrate", "play"), [
@@ -149,6 +154,7 @@ def test_v2_and_liveward_keys_fill_the_rest() -> None:
         ('sid="s",br=1.5', "br", "wrong-type"),
         ('sid="s",br=-1', "br", "negative-value"),
         ('sid="s",br=9999999999', "br", "out-of-range"),
+        ('sid="s",mtp=9999999999', "mtp", "out-of-range"),
         ('sid="s",bs=1', "bs", "wrong-type"),
         ('sid="s",ot="v"', "ot", "bad-value"),
         ('sid="s",st=x', "st", "bad-value"),

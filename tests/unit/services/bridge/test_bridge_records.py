@@ -48,6 +48,9 @@ samples = st.builds(
     startup_ms=st.none() | _counts,
     exited_before_start=st.booleans(),
     error_code=st.none() | _tokens,
+    object_type=st.none() | st.sampled_from(["v", "av", "a", "m", "x-other"]),
+    throughput_kbps=st.none() | _counts,
+    top_bitrate_kbps=st.none() | _counts,
 )
 provenances = st.builds(
     Provenance,
@@ -81,6 +84,9 @@ def test_records_are_what_the_codec_writes_for_the_same_event(
             sample.error_code,
         )
         assert record["exited_before_start"] is sample.exited_before_start
+        assert (record["object_type"], record["throughput_kbps"], record["top_bitrate_kbps"]) == (
+            sample.object_type, sample.throughput_kbps, sample.top_bitrate_kbps,
+        )  # fmt: skip
 
 
 @given(st.integers(-(2**63), 2**63 - 1))

@@ -36,6 +36,14 @@ def test_a_complete_sample_is_read_as_sent() -> None:
     )  # fmt: skip
 
 
+def test_throughput_and_top_bitrate_are_optional_integers() -> None:
+    read = check_json_sample(sample(throughput_kbps=25_400, top_bitrate_kbps=6_000), WINDOW)
+
+    assert (read.throughput_kbps, read.top_bitrate_kbps, read.object_type) == (25_400, 6_000, None)
+    with pytest.raises(Invalid, match="throughput_kbps"):
+        check_json_sample(sample(throughput_kbps=-1), WINDOW)
+
+
 def test_counters_default_to_zero_and_options_to_none() -> None:
     minimal = {k: sample()[k] for k in ("viewer", "session", "content", "cdn", "sampled_at")}
 
