@@ -84,6 +84,8 @@ def live_system(
     auth_regions: tuple[str, ...] = (),
     license_regions: tuple[str, ...] = (),
     media_regions: tuple[str, ...] = (),
+    steering: bool = False,
+    bridge: bool = False,
     worker: bool = True,
     ready_timeout: float = 60.0,
 ) -> Iterator[LiveSystem]:
@@ -92,8 +94,10 @@ def live_system(
 
     Auth instance i listens on `services.auth_port + i`; license instance i on
     `services.license_port + i` (gRPC `license_grpc_port + i`) and fetches the JWKS of
-    auth instance 0. Each of `media_regions` gets its media processes (ingest, packagers,
-    origin, edges; services.media.region), ready once every edge serves a live window.
+    auth instance 0. `steering` and `bridge` start one steering service and one telemetry
+    bridge on their settings ports. Each of `media_regions` gets its media processes
+    (ingest, packagers, origin, edges; services.media.region), ready once every edge
+    serves a live window.
     Everything started here is stopped on exit; a stack that was already up is left up.
     """
     stack = Stack(settings)
@@ -134,6 +138,21 @@ def live_system(
             started.append(process)
             url = f"http://{settings.services.host}:{port}"
             system.services.append(RunningService("license", region, url, process))
+        singles = [
+            ("steering", settings.services.steering_port, steering),
+            ("bridge", settings.services.bridge_port, bridge),
+        ]
+        for name, port, wanted in singles:
+            if not wanted:
+                continue
+            process = ManagedProcess(name, pids / f"{name}.pid", settings.log_dir / f"{name}.log")
+            process.start(
+                [sys.executable, "-m", "liveward.cli", "serve", name, "--port", str(port)],
+                env=env,
+            )
+            started.append(process)
+            url = f"http://{settings.services.host}:{port}"
+            system.services.append(RunningService(name, settings.region, url, process))
         for service in system.services:
             _wait_healthy(service.url, service.process, ready_timeout)
         system.media = [RegionProcesses(settings, region) for region in media_regions]

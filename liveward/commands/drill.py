@@ -135,3 +135,53 @@ def key_leak(
         console.print("[red]drill failed[/]")
         raise typer.Exit(1)
     console.print("[green]drill passed[/]")
+
+
+@app.command("region-loss")
+def region_loss(
+    players: int = typer.Option(200, help="Simulated players per phase."),
+    bound_s: float = typer.Option(10.0, help="Fail if players take longer to move."),
+) -> None:
+    """Lose a packager, a CDN edge, then a whole region, with players watching."""
+    from infra.drills.region_loss import run_region_loss_drill
+    from infra.live_system import live_system
+
+    console = Console()
+    settings = load_settings()
+    regions = tuple(settings.regions[:2])
+    console.print("starting the stack, the control plane, steering and two regions")
+    with live_system(settings, media_regions=regions, steering=True) as system:
+        console.print(f"{players} players per phase: packager loss, CDN loss, region loss")
+        report = run_region_loss_drill(settings, system.media, players=players)
+
+    table = Table(
+        "figure", "packager loss", "CDN edge loss", "region loss", title="region-loss drill"
+    )
+    phases = (report.packager, report.cdn, report.region)
+    table.add_row("what failed", *(p.failure for p in phases))
+    table.add_row(
+        "99% of players fetching from",
+        *(f"{where} after {_seconds(p.moved_99_s)}" for where, p in zip(
+            ("the same region", "the same region", "the surviving region"), phases, strict=True
+        )),
+    )  # fmt: skip
+    table.add_row(
+        "players who stalled",
+        *(f"{p.summary.stalled_players} of {p.summary.players}" for p in phases),
+    )
+    table.add_row("longest stall", *(f"{p.summary.longest_stall_s:.2f} s" for p in phases))
+    table.add_row("stall p99", *(_seconds(p.summary.stall_p99_s) for p in phases))
+    table.add_row(
+        "availability (served / wanted)", *(f"{p.summary.availability:.5f}" for p in phases)
+    )
+    console.print(table)
+    console.print(
+        f"region loss: detection {_seconds(report.detection_s)}, decision "
+        f"{_seconds(report.decision_s)} ({report.decision_reason or 'no decision seen'}), "
+        f"99% of players on the surviving region {_seconds(report.region.moved_99_s)} "
+        f"after the kill (bound {bound_s:g} s)"
+    )
+    if not report.passed(bound_s):
+        console.print("[red]drill failed[/]")
+        raise typer.Exit(1)
+    console.print("[green]drill passed[/]")
