@@ -68,7 +68,7 @@ def license_(
     ] = "keys.epochs",
     policy: Annotated[Path | None, typer.Option(help="Access policy file (TOML).")] = None,
     linger_ms: Annotated[
-        int | None,
+        float | None,
         typer.Option(
             help="Kafka linger for license records, ms: latency against broker requests "
             "(default 0)."

@@ -49,7 +49,7 @@ def run_license_service(
     grpc_port: int,
     epochs_topic: str = EPOCHS_TOPIC,
     late_grace_s: float = LATE_GRACE_S,
-    linger_ms: int = LINGER_MS,
+    linger_ms: float = LINGER_MS,
 ) -> None:
     """Serve REST on host:port and gRPC on host:grpc_port until interrupted.
 
