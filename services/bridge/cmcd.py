@@ -3,8 +3,9 @@
 CMCD travels as a Structured Field dictionary (RFC 8941): `key=value` members joined by
 commas; strings quoted, tokens bare, integers bare, booleans as a bare key (true) or
 `?0`/`?1`. Players put it in the `CMCD=` query argument (URL-encoded) or split it over
-the `CMCD-Object`, `CMCD-Request`, `CMCD-Session` and `CMCD-Status` headers; the bridge
-also takes a `text/cmcd` body with one payload per line (how CMCD v2 reports batch).
+the `CMCD-Object`, `CMCD-Request`, `CMCD-Session` and `CMCD-Status` headers. The bridge
+also takes a `text/cmcd` body with one payload per line: a batch form of its own, after
+CMCD v2's reporting to a collector, for relays that gather CMCD from many players.
 
 Known keys are checked for type and range (a wrong one is refused with a reason); keys
 the bridge does not know are ignored as the spec asks, and reported back and counted.

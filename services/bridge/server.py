@@ -100,7 +100,7 @@ def run_bridge_service(
     children = []
     for _ in range(workers):
         pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child never returns
+        if pid == 0:  # the worker: serve until stopped, never return into the parent's loop
             try:
                 _serve(settings, shared, fd=listener.fileno())
             except BaseException:
