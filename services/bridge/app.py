@@ -75,8 +75,24 @@ class BridgeMetrics:
             registry=edge.registry,
         )
 
+        # Label lookups take a lock and a dict walk; the common ones are looked up once.
+        self._accepted = self.samples.labels("accepted")
+        self._latency = edge.latency.labels(edge.service, TELEMETRY_PATH)
+        self._answers: dict[int, Any] = {}
+
+    def answered(self, status: int, seconds: float) -> None:
+        """The edge's request metrics for one answer of the route."""
+        counter = self._answers.get(status)
+        if counter is None:
+            edge = self.edge
+            counter = self._answers[status] = edge.requests.labels(
+                edge.service, TELEMETRY_PATH, str(status)
+            )
+        counter.inc()
+        self._latency.observe(seconds)
+
     def count(self, result: Accepted) -> None:
-        self.samples.labels("accepted").inc(result.accepted)
+        self._accepted.inc(result.accepted)
         for rejection in result.rejected:
             self.samples.labels(rejection.reason).inc()
         if result.ignored_keys:
@@ -202,9 +218,7 @@ class TelemetryRoute:
             _log.exception("POST %s failed", TELEMETRY_PATH)
             status, answer = 500, error_body("internal-error", "the bridge failed; try again")
         await _respond(send, status, answer, headers)
-        edge = self._metrics.edge
-        edge.requests.labels(edge.service, TELEMETRY_PATH, str(status)).inc()
-        edge.latency.labels(edge.service, TELEMETRY_PATH).observe(time.perf_counter() - started)
+        self._metrics.answered(status, time.perf_counter() - started)
 
     def _ingest(self, request: TelemetryRequest, peer: str, forwarded: str | None) -> Accepted:
         return self._bridge.ingest(request, peer=peer, forwarded_for=forwarded)
