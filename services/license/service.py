@@ -20,8 +20,9 @@ What is confirmed before the keys leave, and why:
   cannot be stored gets 503 and no keys (the record may still land later: the log may
   over-report a grant, never under-report one).
 - `TokenUsed` (every use of a token with a valid signature) and REFUSED `LicenseIssued`
-  records are sent without waiting: the theft detector is a signal, and a refusal hands
-  out nothing; their failures are counted in `/metrics`, not answered to the viewer.
+  records are sent without waiting (batched for up to 50 ms): the theft detector is a
+  signal, and a refusal hands out nothing; their failures are counted in `/metrics`,
+  not answered to the viewer.
 - A token that fails verification writes nothing to Kafka (only metrics): it names no
   one we can vouch for, and logging it would let anyone append to the permanent log at
   the rate they can send garbage.
