@@ -305,3 +305,67 @@ def telemetry(
         )
     table.add_row(result.raw.name, "-", f"{raw:,.0f}", "1.00x", "-")
     console.print(table)
+
+
+@app.command()
+def aggregation(
+    events: int = typer.Option(300_000, help="Samples for the throughput measurement."),
+    kafka_port: int = typer.Option(9692, help="The bench's own broker (and port + 1)."),
+    window_ms: int = typer.Option(1_000, help="QoE window of the bench worker."),
+    lateness_ms: int = typer.Option(1_000, help="Allowed lateness of the bench worker."),
+    rate: int = typer.Option(2_000, help="Samples/s offered during the latency run."),
+    seconds: float = typer.Option(15.0, help="How long the latency run offers samples."),
+) -> None:
+    """QoE aggregation per Faust worker next to raw consume+decode; produce-to-row latency."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from bench.aggregation import median_ms, percentile_ms, run_aggregation_bench
+
+    console = Console()
+    with (
+        tempfile.TemporaryDirectory(prefix="liveward-bench-aggregation-") as scratch,
+        console.status(f"own broker on {kafka_port}, {events:,} samples, then the latency run"),
+    ):
+        result = run_aggregation_bench(
+            events=events,
+            kafka_port=kafka_port,
+            window_ms=window_ms,
+            lateness_ms=lateness_ms,
+            latency_rate=rate,
+            latency_seconds=seconds,
+            state_dir=Path(scratch),
+        )
+    table = Table(
+        "measurement",
+        "samples/s",
+        "vs raw consume+decode",
+        title=f"QoE aggregation: {events:,} samples, 1 broker, 1 Faust worker, "
+        f"load {os.getloadavg()[0]:.1f}",
+    )
+    table.add_row(
+        "Faust worker: batch partials + per-region windows",
+        f"{result.worker_per_s:,.0f}",
+        f"{result.worker_per_s / result.raw_per_s:.2f}x" if result.raw_per_s else "-",
+    )
+    table.add_row("raw confluent-kafka consume + Avro decode", f"{result.raw_per_s:,.0f}", "1.00x")
+    console.print(table)
+    latencies = result.latencies_ms
+    latency = Table(
+        "windows",
+        "window end → row in ClickHouse p50",
+        "p90",
+        "max",
+        "of which lateness",
+        title=f"end-to-end at {result.latency_rate:,} samples/s "
+        f"({result.window_ms} ms windows, embedded ClickHouse)",
+    )
+    latency.add_row(
+        str(len(latencies)),
+        f"{median_ms(latencies):,.0f} ms",
+        f"{percentile_ms(latencies, 0.9):,.0f} ms",
+        f"{max(latencies, default=float('nan')):,.0f} ms",
+        f"{result.lateness_ms:,} ms",
+    )
+    console.print(latency)

@@ -1,0 +1,298 @@
+"""QoE aggregation speed: one Faust worker next to a raw consume-and-decode loop, and the
+end-to-end latency from producing a sample to its window's aggregate row in ClickHouse.
+
+Everything runs on a broker of the bench's own (its own ports and state directory), so
+the worker it starts, with every agent, touches nobody's topics or consumer groups.
+
+Throughput: `events` samples are produced first; then `liveward worker` starts and the
+bench reads the worker's partials topic, whose records say how many samples each one
+summarised. The worker's rate is samples over the time between its first and its last
+partial (Kafka timestamps), so its start-up is not counted. The baseline reads the same
+records with a plain confluent-kafka consumer and decodes each with the Avro codec.
+
+Latency: with the worker and the analytics sink (embedded chdb) running, samples are
+produced at a steady rate with the current time. A window can only close once the
+watermark has passed its end plus the lateness, so the latency of a window is measured
+from its end to the moment its aggregate row can be read in ClickHouse; minus the
+lateness, that is what the pipeline itself adds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from infra.kafka import KafkaCluster
+from infra.processes import ManagedProcess, wait_until
+from liveward.settings import AnalyticsSettings, KafkaSettings, Settings, load_settings
+from processors.app import APP_ID
+from streams.catalog import CATALOG
+from streams.codec import default_codec
+from streams.consumer import consumer_config
+from streams.events import QoETelemetrySample
+from streams.meta import new_event_id, now_ms
+from streams.producer import producer_config
+from streams.topics import apply_topics
+
+TELEMETRY = "qoe.telemetry"
+PARTIALS = f"{APP_ID}-qoe-partials"
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationResult:
+    events: int
+    worker_seconds: float
+    raw_seconds: float
+    window_ms: int
+    lateness_ms: int
+    # Per window: from its end to its row in ClickHouse, ms.
+    latencies_ms: tuple[float, ...]
+    latency_rate: int
+
+    @property
+    def worker_per_s(self) -> float:
+        return self.events / self.worker_seconds if self.worker_seconds else 0.0
+
+    @property
+    def raw_per_s(self) -> float:
+        return self.events / self.raw_seconds if self.raw_seconds else 0.0
+
+
+def bench_settings(state_dir: Path, kafka_port: int, window_ms: int, lateness_ms: int) -> Settings:
+    return load_settings(
+        state_dir=state_dir,
+        kafka=KafkaSettings(port=kafka_port, controller_port=kafka_port + 1),
+        analytics=AnalyticsSettings(window_ms=window_ms, lateness_ms=lateness_ms),
+    )
+
+
+class SampleSource:
+    """Samples for `viewers` viewers over 2 regions, 3 CDNs and 4 contents, at given times."""
+
+    def __init__(self, viewers: int = 2_000) -> None:
+        self._viewers = [hashlib.sha256(f"bench-{v}".encode()).hexdigest() for v in range(viewers)]
+        self._n = 0
+
+    def sample(self, at_ms: int) -> QoETelemetrySample:
+        self._n += 1
+        v = self._n % len(self._viewers)
+        return QoETelemetrySample(
+            event_id=new_event_id(),
+            occurred_at=at_ms,
+            region="eu-west",
+            session_ref=self._viewers[v][:32],
+            viewer_pseudonym=self._viewers[v],
+            pseudonym_epoch="bench",
+            content_id=f"live-{v % 4}",
+            cdn=f"cdn-{v % 3}",
+            serving_region=("eu-west", "us-east")[v % 2],
+            country="NL",
+            subdivision="",
+            sampled_at=at_ms - 300,
+            bitrate_kbps=(1_200, 2_500, 4_500, 7_800)[self._n % 4],
+            buffer_ms=12_000,
+            play_ms=2_000,
+            rebuffer_count=0,
+            rebuffer_ms=40 if self._n % 25 == 0 else 0,
+            startup_ms=900 if self._n % 50 == 0 else None,
+        )
+
+
+def produce(settings: Settings, records: Iterator[bytes]) -> int:
+    """Produce encoded samples as fast as the producer takes them; how many."""
+    producer = Producer(producer_config(settings))
+    count = 0
+    for value in records:
+        while True:
+            try:
+                producer.produce(TELEMETRY, value=value, key=str(count).encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        if count % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    return count
+
+
+def raw_consume_and_decode(settings: Settings, events: int) -> float:
+    """Seconds a plain consumer takes to read and decode `events` samples of the topic."""
+    codec = default_codec()
+    consumer = Consumer(consumer_config(settings, f"bench-raw-{uuid.uuid4().hex}"))
+    partitions = CATALOG[TELEMETRY].partitions
+    consumer.assign([TopicPartition(TELEMETRY, p, 0) for p in range(partitions)])
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < events:
+            for message in consumer.consume(10_000, timeout=1.0):
+                value = message.value()
+                if message.error() is None and value is not None:
+                    codec.decode_as(value, QoETelemetrySample)
+                    seen += 1
+    finally:
+        consumer.close()
+    return time.perf_counter() - started
+
+
+def worker_rate_window(settings: Settings, events: int, timeout: float) -> float:
+    """Seconds between the worker's first and last partial covering `events` samples."""
+    consumer = Consumer(consumer_config(settings, f"bench-partials-{uuid.uuid4().hex}"))
+    consumer.subscribe([PARTIALS])
+    summarised = 0
+    first: float | None = None
+    last = 0.0
+    deadline = time.monotonic() + timeout
+    try:
+        while summarised < events and time.monotonic() < deadline:
+            for message in consumer.consume(1_000, timeout=0.5):
+                value = message.value()
+                if message.error() is not None or value is None:
+                    continue
+                stamp = message.timestamp()[1] / 1000
+                first = stamp if first is None else min(first, stamp)
+                last = max(last, stamp)
+                summarised += int(orjson.loads(value)["st"]["n"])
+    finally:
+        consumer.close()
+    if summarised < events or first is None:
+        raise RuntimeError(f"the worker summarised {summarised} of {events} samples in time")
+    return last - first
+
+
+def offer_samples(settings: Settings, rate: int, stop_at: float) -> None:
+    """Produce samples stamped with the current time at `rate` per second until stop_at."""
+    source = SampleSource(viewers=400)
+    codec = default_codec()
+    producer = Producer(producer_config(settings))
+    interval = 1.0 / rate
+    next_at = time.monotonic()
+    while next_at < stop_at:
+        producer.produce(TELEMETRY, value=codec.encode(source.sample(now_ms())))
+        producer.poll(0)
+        next_at += interval
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    producer.flush(30)
+
+
+@contextmanager
+def running_worker(settings: Settings) -> Iterator[ManagedProcess]:
+    process = ManagedProcess(
+        name="bench-worker",
+        pid_file=settings.state_dir / "pids" / "bench-worker.pid",
+        log_file=settings.log_dir / "bench-worker.log",
+    )
+    process.start(
+        [sys.executable, "-m", "liveward.cli", "worker", "--loglevel", "warning"],
+        env={**os.environ, **settings.as_env()},
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def measure_latency(
+    settings: Settings, *, rate: int, seconds: float, already: int
+) -> tuple[float, ...]:
+    """Per window, ms from its end to its aggregate row being readable in ClickHouse."""
+    from sinks.analytics import AnalyticsSink
+    from sinks.clickhouse.backends import qualified
+
+    sink = AnalyticsSink(settings, group_id=f"bench-sink-{uuid.uuid4().hex}")
+    sink.start()
+    try:
+        # Let the sink land what the throughput run left on the topic first.
+        wait_until(lambda: sink.row_counts()["qoe_telemetry_samples"] >= already, timeout=120)
+        window = settings.analytics.window_ms
+        lateness = settings.analytics.lateness_ms
+        started = now_ms()
+        first_window = started - started % window + window
+        stop_at = time.monotonic() + seconds
+        producing = threading.Thread(
+            target=offer_samples, args=(settings, rate, stop_at), daemon=True
+        )
+        producing.start()
+        # Windows closed by the samples' own watermark; later ones wait for the idle timer.
+        last_window = started + int(seconds * 1000) - lateness - 2 * window
+        last_window -= last_window % window
+        want = set(range(first_window, last_window + 1, window))
+        seen: dict[int, int] = {}
+        table = qualified(sink.backend, "qoe_aggregates")
+        deadline = time.monotonic() + seconds + 60
+        # Polled while the samples are offered: a row counts from the first time it is seen.
+        while not want <= set(seen) and time.monotonic() < deadline:
+            for (start,) in sink.backend.execute(
+                f"SELECT DISTINCT window_start FROM {table} WHERE window_start >= {first_window}"
+            ):
+                seen.setdefault(int(start), now_ms())
+            time.sleep(0.05)
+        producing.join()
+    finally:
+        sink.stop()
+    return tuple(float(seen[w] - (w + window)) for w in sorted(want) if w in seen)
+
+
+def run_aggregation_bench(
+    *,
+    events: int,
+    kafka_port: int,
+    window_ms: int,
+    lateness_ms: int,
+    latency_rate: int,
+    latency_seconds: float,
+    state_dir: Path,
+) -> AggregationResult:
+    settings = bench_settings(state_dir, kafka_port, window_ms, lateness_ms)
+    cluster = KafkaCluster(settings)
+    cluster.start()
+    try:
+        apply_topics(settings)
+        source = SampleSource()
+        codec = default_codec()
+        # 20 samples per ms of event time, all well before the latency run starts.
+        base = now_ms() - events // 20 - 120_000
+        produce(settings, (codec.encode(source.sample(base + i // 20)) for i in range(events)))
+        raw_seconds = raw_consume_and_decode(settings, events)
+        with running_worker(settings):
+            worker_seconds = worker_rate_window(settings, events, timeout=600)
+            latencies = measure_latency(
+                settings, rate=latency_rate, seconds=latency_seconds, already=events
+            )
+    finally:
+        cluster.stop()
+    return AggregationResult(
+        events=events,
+        worker_seconds=worker_seconds,
+        raw_seconds=raw_seconds,
+        window_ms=window_ms,
+        lateness_ms=lateness_ms,
+        latencies_ms=latencies,
+        latency_rate=latency_rate,
+    )
+
+
+def percentile_ms(values: tuple[float, ...], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def median_ms(values: tuple[float, ...]) -> float:
+    return statistics.median(values) if values else float("nan")
