@@ -1,13 +1,12 @@
-"""`liveward run`: the whole system, live — stack, topics, tables, worker, sink and a live event."""
+"""`liveward run`: the whole system, live — regions, players, keys, licenses, QoE, failover."""
 
 from __future__ import annotations
 
-import gc
-import secrets
 import sys
 import threading
 import time
-from collections import Counter
+import uuid
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import typer
@@ -19,134 +18,184 @@ from rich.table import Table
 from liveward.settings import Settings, load_settings
 
 SETTLE_TIMEOUT_S = 60.0
+AVAILABILITY_FLOOR = 0.99
+MOVE_BOUND_S = 10.0
 
 
 @dataclass(slots=True)
-class RunCounters:
-    """What the display shows; written by the producer loop and the watcher thread."""
+class RunState:
+    """What the display shows, written by the watcher, the licence viewers and the sinks."""
 
-    produced: Counter[str] = field(default_factory=Counter)
-    malformed_sent: int = 0
-    revocation_list: set[str] = field(default_factory=set)
-    revoked_subjects: set[str] = field(default_factory=set)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    clickhouse_rows: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    live_seconds: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    started: float = field(default_factory=time.time)
+    steering: list[str] = field(default_factory=list)
+    pathway_sessions: dict[str, dict[str, float]] = field(default_factory=dict)
+    qoe: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+    decisions: deque[str] = field(default_factory=lambda: deque(maxlen=4))
+    failover_away: dict[str, float] = field(default_factory=dict)  # region → decided at
+    rotations: int = 0
+    period: tuple[int, str, int] | None = None  # number, epoch, end ms
+    licenses_granted: int = 0
+    licenses_refused: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    killed: tuple[str, float] | None = None
+
+    def players_now(self, pathway: str, now: float) -> int:
+        return sum(1 for seen in self.pathway_sessions.get(pathway, {}).values() if now - seen < 3)
 
 
 def run(
-    duration: float = typer.Option(30.0, help="Seconds of live event to run."),
-    rate: int = typer.Option(1_000, help="QoE samples per second."),
+    duration: float = typer.Option(60.0, help="Seconds of live event."),
+    players: int = typer.Option(200, help="Simulated players."),
+    kill_region: bool = typer.Option(
+        True, help="Kill every process of the first region halfway through."
+    ),
     keep_stack: bool = typer.Option(False, help="Leave Kafka/ClickHouse running afterwards."),
 ) -> None:
-    """Bring the system up, run a live event through it, show it, and end with a summary."""
-    settings = load_settings()
+    """Bring everything up, play a live event to simulated players, lose a region halfway,
+    show it all live, and end with a checked summary (exit 1 if a check fails)."""
     console = Console()
-    ok = _run(settings, console, duration=duration, rate=rate, keep_stack=keep_stack)
+    ok = _run(load_settings(), console, duration, players, kill_region, keep_stack)
     if not ok:
         raise typer.Exit(1)
 
 
 def _run(
-    settings: Settings, console: Console, *, duration: float, rate: int, keep_stack: bool
+    base: Settings,
+    console: Console,
+    duration: float,
+    player_count: int,
+    kill_region: bool,
+    keep_stack: bool,
 ) -> bool:
+    from infra.live_system import live_system, with_demo_geo
     from infra.processes import ManagedProcess
     from infra.stack import Stack
-    from liveward.live_event import LiveEventPlan, LiveEventSimulator
+    from services.media.layout import DEFAULT_CONTENT
+    from services.players.fleet import FleetConfig, entry_urls, run_fleet_blocking
     from sinks.analytics import AnalyticsSink
-    from streams.catalog import CATALOG
-    from streams.meta import now_ms
-    from streams.producer import EventProducer
-    from streams.topics import apply_topics
+    from sinks.worm.sink import LicenseLogSink
 
+    settings = with_demo_geo(base, base.state_dir / "demo-geo")
+    # Viewers reach the services through a local edge that reports their address.
+    settings = settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"trusted_proxies": ("127.0.0.1/32",)})}
+    )
+    regions = tuple(settings.regions[:2])
     stack = Stack(settings)
-    with console.status("starting Kafka and ClickHouse"):
-        already_up = bool(stack.status()) and all(row.healthy for row in stack.status())
-        rows = stack.up()
-    for row in rows:
-        console.print(f"[green]✔[/] {row.service} at {row.address} (pid {row.pid or '-'})")
-    report = apply_topics(settings)
-    console.print(
-        f"[green]✔[/] topics: {len(report.created)} created, {len(report.unchanged)} unchanged"
-        + (f", [yellow]{len(report.drifted)} drifted[/]" if report.drifts else "")
-    )
-    worker = ManagedProcess(
-        name="worker",
-        pid_file=settings.state_dir / "pids" / "worker.pid",
-        log_file=settings.log_dir / "worker.log",
-    )
-    if not worker.is_running():
-        worker.start([sys.executable, "-m", "liveward.cli", "worker"], env=settings.as_env())
-    console.print(f"[green]✔[/] stream processors (Faust worker, pid {worker.pid()})")
-    sink = AnalyticsSink(settings)
-    sink.start()
-    console.print(f"[green]✔[/] ClickHouse sink ({settings.clickhouse.backend}) running")
-
-    counters = RunCounters()
-    run_started_ms = now_ms()
-    watcher = _Watcher(settings, counters)
-    watcher.start()
-    producer = EventProducer(settings)
-    simulator = LiveEventSimulator(
-        LiveEventPlan(regions=settings.regions, samples_per_tick=rate),
-        seed=int(time.time()),
-        pseudonym_key=secrets.token_bytes(32),
-    )
-    try:
-        with Live(
-            _render(counters, duration), console=console, refresh_per_second=4, transient=True
-        ) as live:
-            counters.started = time.monotonic()
-            next_tick = time.monotonic()
-            end = next_tick + duration
-            while time.monotonic() < end:
-                tick = simulator.tick(now_ms())
-                for topic, events in tick.events.items():
-                    producer.send_all(topic, events)
-                    with counters.lock:
-                        counters.produced[topic] += len(events)
-                        if topic == "auth.revocations":
-                            spec = CATALOG[topic]
-                            counters.revoked_subjects.update(
-                                spec.key_of(e).decode() for e in events
-                            )
-                for topic, raw in tick.malformed:
-                    producer.send_raw(topic, [(b"broken", raw)])
-                    with counters.lock:
-                        counters.malformed_sent += 1
-                counters.clickhouse_rows = sink.row_counts(since_ms=run_started_ms)
-                live.update(_render(counters, duration))
-                next_tick += 1.0
-                time.sleep(max(0.0, next_tick - time.monotonic()))
-            counters.live_seconds = time.monotonic() - counters.started
-            deadline = time.monotonic() + SETTLE_TIMEOUT_S
-            while time.monotonic() < deadline and not _settled(counters):
-                counters.clickhouse_rows = sink.row_counts(since_ms=run_started_ms)
-                live.update(_render(counters, duration, settling=True))
-                time.sleep(0.5)
-            counters.clickhouse_rows = sink.row_counts(since_ms=run_started_ms)
-    finally:
-        producer.close()
-        watcher.stop()
-        sink.stop()
-        worker.stop()
-        # Free the Kafka clients before the broker goes, or they complain about it on stderr.
-        del producer, sink
-        gc.collect()
-        if not keep_stack and not already_up:
-            stack.down()
-    return _summary(console, counters, keep_stack or already_up)
+    stack_was_up = bool(stack.status()) and all(row.healthy for row in stack.status())
+    state = RunState()
+    console.print("starting Kafka, ClickHouse, the stream processors and the services ...")
+    with live_system(
+        settings,
+        auth_regions=regions[:1],
+        license_regions=regions,
+        media_regions=regions,
+        steering=True,
+        bridge=True,
+    ) as system:
+        for service in system.services:
+            console.print(f"[green]✔[/] {service.name} ({service.region}) {service.url}")
+        console.print(
+            f"[green]✔[/] regions {', '.join(regions)}: ingest, hot-hot packagers, "
+            "origin, CDN edges"
+        )
+        rotation = ManagedProcess(
+            "keys", settings.state_dir / "pids" / "keys.pid", settings.log_dir / "keys.log"
+        )
+        rotation.start(
+            [sys.executable, "-m", "liveward.cli", "keys", "run", "--content", DEFAULT_CONTENT],
+            env=settings.as_env(),
+        )
+        analytics = AnalyticsSink(settings)
+        license_log = LicenseLogSink(settings)
+        analytics.start()
+        license_log.start()
+        watcher = _Watcher(settings, state)
+        watcher.start()
+        viewers = _LicenseViewers(settings, system, state, DEFAULT_CONTENT)
+        bridge = system.of("bridge")[0].url
+        fleet_box: list[object] = []
+        fleet = threading.Thread(
+            target=lambda: fleet_box.append(
+                run_fleet_blocking(
+                    FleetConfig(
+                        entry_urls=entry_urls(settings, DEFAULT_CONTENT),
+                        content_id=DEFAULT_CONTENT,
+                        count=player_count,
+                        duration_s=duration,
+                        ramp_s=3.0,
+                        bridge_url=f"{bridge}/v1/telemetry",
+                    )
+                )
+            ),
+            daemon=True,
+        )
+        run_started_ms = int(time.time() * 1000)
+        fleet.start()
+        viewers.start()
+        try:
+            with Live(
+                _render(state, analytics, duration),
+                console=console,
+                refresh_per_second=2,
+                transient=True,
+            ) as live:
+                end = time.monotonic() + duration + 5
+                while fleet.is_alive() and time.monotonic() < end + 30:
+                    elapsed = time.time() - state.started
+                    if kill_region and state.killed is None and elapsed > duration / 2:
+                        system.media[0].kill()
+                        with state.lock:
+                            state.killed = (regions[0], time.time())
+                    live.update(_render(state, analytics, duration, since_ms=run_started_ms))
+                    time.sleep(0.5)
+                viewers.stop()
+                deadline = time.monotonic() + SETTLE_TIMEOUT_S
+                while time.monotonic() < deadline and not _settled(
+                    state, analytics, license_log, run_started_ms
+                ):
+                    live.update(
+                        _render(
+                            state, analytics, duration, since_ms=run_started_ms, phase="settling"
+                        )
+                    )
+                    time.sleep(0.5)
+        finally:
+            viewers.stop()
+            fleet.join(timeout=60)
+            watcher.stop()
+            rows = analytics.row_counts(since_ms=run_started_ms)
+            analytics.stop()
+            license_log.stop()
+            rotation.stop()
+        result = fleet_box[0] if fleet_box else None
+        console.print(_render(state, None, duration, rows=rows, phase="final figures"))
+        ok = _summary(console, settings, state, result, rows, license_log)
+    if not keep_stack and not stack_was_up:
+        stack.down()
+    elif stack_was_up or keep_stack:
+        console.print("The stack is still up: `liveward stack status`, `liveward stack down`.")
+    return ok
 
 
 class _Watcher(threading.Thread):
-    """Follows the derived topics (revocation list, dead letters) to show what the agents did."""
+    """Follows what the system derives: steering, decisions, keys, QoE, licences, letters."""
 
-    def __init__(self, settings: Settings, counters: RunCounters) -> None:
+    TOPICS = (
+        "control.steering",
+        "control.failover",
+        "keys.rotations",
+        "qoe.aggregates",
+        "qoe.telemetry",
+        "drm.licenses",
+        "liveward.dead-letter",
+    )
+
+    def __init__(self, settings: Settings, state: RunState) -> None:
         super().__init__(name="run-watcher", daemon=True)
         self._settings = settings
-        self._counters = counters
+        self._state = state
         self._stop_flag = threading.Event()
 
     def stop(self) -> None:
@@ -158,109 +207,302 @@ class _Watcher(threading.Thread):
 
         from streams.codec import default_codec
         from streams.consumer import consumer_config
-        from streams.events import DeadLetter
-        from streams.meta import new_event_id, now_ms
 
         codec = default_codec()
-        consumer = Consumer(consumer_config(self._settings, f"liveward-run-watch-{new_event_id()}"))
-        # Only what this run caused: the topics may hold earlier runs' records.
-        since_ms = now_ms() - int((time.monotonic() - self._counters.started) * 1000)
-        consumer.subscribe(["auth.revocation-list", "liveward.dead-letter"])
+        since_ms = int(self._state.started * 1000) - 5_000
+        consumer = Consumer(consumer_config(self._settings, f"liveward-run-{uuid.uuid4().hex}"))
+        consumer.subscribe(list(self.TOPICS))
         try:
             while not self._stop_flag.is_set():
-                for message in consumer.consume(num_messages=500, timeout=0.25):
-                    if message.error() is not None or message.timestamp()[1] < since_ms:
+                for message in consumer.consume(num_messages=2000, timeout=0.25):
+                    if message.error() is not None or not message.value():
                         continue
-                    key = (message.key() or b"").decode()
-                    with self._counters.lock:
-                        if message.topic() == "auth.revocation-list":
-                            if message.value() is None:
-                                self._counters.revocation_list.discard(key)
-                            else:
-                                self._counters.revocation_list.add(key)
-                        else:
-                            letter = codec.decode_as(message.value() or b"", DeadLetter)
-                            self._counters.dead_letters[letter.reason_code] += 1
+                    if message.timestamp()[1] < since_ms and message.topic() != "control.steering":
+                        continue
+                    self._apply(message.topic() or "", codec.decode(message.value() or b""))
         finally:
             consumer.close()
 
+    def _apply(self, topic: str, event: object) -> None:
+        from streams import events as ev
 
-def _settled(counters: RunCounters) -> bool:
-    with counters.lock:
-        telemetry_ok = (
-            counters.clickhouse_rows.get("qoe_telemetry_samples", 0)
-            >= counters.produced["qoe.telemetry"]
-        )
-        health_ok = (
-            counters.clickhouse_rows.get("ingest_health_beats", 0)
-            >= counters.produced["ingest.health"]
-        )
-        dead_ok = sum(counters.dead_letters.values()) >= counters.malformed_sent
-        revoked_ok = counters.revoked_subjects <= counters.revocation_list
-    return telemetry_ok and health_ok and dead_ok and revoked_ok
+        state = self._state
+        with state.lock:
+            if isinstance(event, ev.SteeringState) and event.content_id in (
+                "*",
+                "match-of-the-day",
+            ):
+                state.steering = list(event.pathway_priority)
+            elif isinstance(event, ev.FailoverDecision):
+                clock = time.strftime("%H:%M:%S", time.localtime(event.decided_at / 1000))
+                state.decisions.appendleft(
+                    f"{clock} {event.from_pathway} → {event.to_pathway} ({event.reason})"
+                )
+                region = event.from_pathway.split(".")[0]
+                state.failover_away.setdefault(region, event.decided_at / 1000)
+            elif isinstance(event, ev.KeyRotated):
+                state.rotations += 1
+                state.period = (event.period, event.epoch_id, event.period_end)
+            elif isinstance(event, ev.QoEAggregate) and event.cdn != "*":
+                key = f"{event.serving_region}.{event.cdn}"
+                state.qoe[key] = (
+                    event.sessions,
+                    event.rebuffer_ratio,
+                    event.bitrate_p50_kbps,
+                    event.error_rate,
+                )
+            elif isinstance(event, ev.QoETelemetrySample):
+                key = f"{event.serving_region}.{event.cdn}"
+                state.pathway_sessions.setdefault(key, {})[event.session_ref] = time.time()
+            elif isinstance(event, ev.LicenseIssued):
+                if event.decision == ev.LicenseDecision.GRANTED:
+                    state.licenses_granted += 1
+                else:
+                    state.licenses_refused[event.reason] += 1
+            elif isinstance(event, ev.DeadLetter):
+                state.dead_letters[event.reason_code] += 1
+
+
+class _LicenseViewers:
+    """A few viewers who sign in and fetch ClearKey licences from every region in turn."""
+
+    def __init__(self, settings: Settings, system: object, state: RunState, content: str) -> None:
+        self._settings = settings
+        self._system = system
+        self._state = state
+        self._content = content
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        import httpx
+
+        from infra.drills.key_leak import VIEWER_IP, b64url
+        from services.keys.keystore import KeyStore
+        from streams.meta import now_ms
+
+        system = self._system
+        auth = system.of("auth")[0].url  # type: ignore[attr-defined]
+        licenses = system.of("license")  # type: ignore[attr-defined]
+        admin = self._settings.auth.admin_api_key.get_secret_value()
+        app = self._settings.auth.app_api_key.get_secret_value()
+        keys = KeyStore(self._settings)
+        keys.start()
+        keys.wait_ready(30)
+        turn = 0
+        with httpx.Client(timeout=5.0) as http:
+            viewers = []
+            for i in range(5):
+                viewer_id = f"run-viewer-{uuid.uuid4().hex[:6]}-{i}"
+                http.put(
+                    f"{auth}/v1/subscribers/{viewer_id}",
+                    headers={"Authorization": f"Bearer {admin}"},
+                    json={
+                        "content_ids": [self._content],
+                        "device_classes": ["web"],
+                        "max_concurrent_streams": 2,
+                        "home_country": "GB",
+                    },
+                )
+                viewers.append(viewer_id)
+            tokens: dict[str, str] = {}
+            while not self._stop.wait(2.0):
+                for viewer_id in viewers:
+                    token = tokens.get(viewer_id)
+                    if token is None:
+                        answer = http.post(
+                            f"{auth}/v1/tokens",
+                            headers={
+                                "Authorization": f"Bearer {app}",
+                                "X-Forwarded-For": VIEWER_IP,
+                            },
+                            json={
+                                "viewer_id": viewer_id,
+                                "content_id": self._content,
+                                "device_id": f"{viewer_id}-web",
+                                "device_class": "web",
+                            },
+                        )
+                        if answer.status_code != 200:
+                            continue
+                        token = tokens[viewer_id] = answer.json()["token"]
+                    try:
+                        current, upcoming = keys.current_and_next(self._content, now_ms())
+                    except Exception:  # no epoch yet: the rotation process is starting
+                        break
+                    instance = licenses[turn % len(licenses)]
+                    turn += 1
+                    answer = http.post(
+                        f"{instance.url}/v1/license/clearkey",
+                        headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": VIEWER_IP},
+                        json={
+                            "kids": [b64url(current.key_id_bytes), b64url(upcoming.key_id_bytes)],
+                            "type": "temporary",
+                        },
+                    )
+                    if answer.status_code == 401:
+                        tokens.pop(viewer_id, None)  # expired: sign in again next round
+        keys.close()
+
+
+def _settled(state: RunState, analytics: object, license_log: object, since_ms: int) -> bool:
+    with state.lock:
+        granted = state.licenses_granted
+    appended = license_log.stats.appended  # type: ignore[attr-defined]
+    rows = analytics.row_counts(since_ms=since_ms)  # type: ignore[attr-defined]
+    return bool(appended >= granted and rows.get("qoe_aggregates", 0) > 0)
 
 
 def _render(
-    counters: RunCounters, duration: float, *, settling: bool = False, final: bool = False
+    state: RunState,
+    analytics: object | None,
+    duration: float,
+    *,
+    since_ms: int = 0,
+    rows: dict[str, int] | None = None,
+    phase: str | None = None,
 ) -> Panel:
-    elapsed = counters.live_seconds or (time.monotonic() - counters.started)
-    with counters.lock:
-        produced = Table(
-            "topic", "events in Kafka", "events/s", title="produced (acks=all, confirmed)"
+    now = time.time()
+    elapsed = now - state.started
+    if rows is None and analytics is not None and since_ms:
+        rows = analytics.row_counts(since_ms=since_ms)  # type: ignore[attr-defined]
+    with state.lock:
+        paths = Table(
+            "pathway",
+            "steering rank",
+            "players now",
+            "QoE sessions",
+            "rebuffer",
+            "bitrate p50",
+            "errors",
+            title="regions and pathways",
         )
-        for topic, count in sorted(counters.produced.items()):
-            produced.add_row(topic, f"{count:,}", f"{count / max(elapsed, 1e-3):,.0f}")
-        produced.add_row("[red]malformed (on purpose)[/]", f"{counters.malformed_sent:,}", "")
-        derived = Table("derived state", "value", title="what the processors and sinks made of it")
-        derived.add_row(
-            "revocation list entries (Faust agent)", f"{len(counters.revocation_list):,}"
+        known = sorted(set(state.steering) | set(state.pathway_sessions) | set(state.qoe))
+        for pathway in known:
+            rank = str(state.steering.index(pathway) + 1) if pathway in state.steering else "-"
+            sessions, rebuffer, bitrate, errors = state.qoe.get(pathway, (0, 0.0, 0.0, 0.0))
+            paths.add_row(
+                pathway,
+                rank,
+                str(state.players_now(pathway, now)),
+                str(sessions),
+                f"{rebuffer:.1%}",
+                f"{bitrate:,.0f} kbps",
+                f"{errors:.1%}",
+            )
+        facts = Table("", "", title="keys, licences, control plane, analytics")
+        if state.period is not None:
+            number, epoch, end_ms = state.period
+            facts.add_row(
+                "key period",
+                f"{number} (epoch {epoch[:18]}…), next in {max(0.0, end_ms / 1000 - now):.0f} s",
+            )
+        facts.add_row("key periods announced", str(state.rotations))
+        refused = ", ".join(f"{r}: {n}" for r, n in state.licenses_refused.items()) or "none"
+        facts.add_row("licences granted / refused", f"{state.licenses_granted} / {refused}")
+        if state.killed is not None:
+            facts.add_row(
+                "killed",
+                f"every process of {state.killed[0]} at {state.killed[1] - state.started:.0f} s",
+            )
+        for line in state.decisions:
+            facts.add_row("decision", line)
+        for table, count in sorted((rows or {}).items()):
+            facts.add_row(f"ClickHouse {table}", f"{count:,} rows")
+        letters = ", ".join(f"{r}: {n}" for r, n in state.dead_letters.items()) or "0"
+        facts.add_row("dead letters", letters)
+    title = phase or f"live event: {min(elapsed, duration):.0f}/{duration:.0f} s"
+    return Panel(Group(paths, facts), title=f"liveward run — {title}")
+
+
+def _summary(
+    console: Console,
+    settings: Settings,
+    state: RunState,
+    result: object | None,
+    rows: dict[str, int],
+    license_log: object,
+) -> bool:
+    from sinks.privacy import scan
+    from sinks.worm.audit import verify_log
+    from sinks.worm.keys import load_public_key, public_key_path
+
+    checks: list[tuple[str, bool, str]] = []
+    if result is not None:
+        summary = result.summary()  # type: ignore[attr-defined]
+        checks.append(
+            (
+                "players were served (availability ≥ 99%)",
+                summary.availability >= AVAILABILITY_FLOOR,
+                f"{summary.availability:.4f}, {summary.stalled_players} stalled",
+            )
         )
-        derived.add_row("subjects revoked by the operator", f"{len(counters.revoked_subjects):,}")
-        derived.add_row(
-            "dead letters",
-            ", ".join(f"{reason}: {n}" for reason, n in counters.dead_letters.items()) or "0",
-        )
-        for table, rows in sorted(counters.clickhouse_rows.items()):
-            derived.add_row(f"ClickHouse {table} rows", f"{rows:,}")
-    phase = (
-        "final figures"
-        if final
-        else (
-            "settling: waiting for processors and sinks to catch up"
-            if settling
-            else (f"live event: {min(elapsed, duration):.0f}/{duration:.0f} s")
+        if state.killed is not None:
+            region, at = state.killed
+            survivor = next(r for r in settings.regions[:2] if r != region)
+            moved = result.time_to_region(survivor, 0.99, since=at)  # type: ignore[attr-defined]
+            checks.append(
+                (
+                    f"99% of players moved to {survivor} within {MOVE_BOUND_S:g} s",
+                    moved is not None and moved < MOVE_BOUND_S,
+                    "never" if moved is None else f"{moved:.1f} s",
+                )
+            )
+            decided = state.failover_away.get(region)
+            checks.append(
+                (
+                    f"the control plane failed {region} over",
+                    decided is not None and decided >= at - 1,
+                    "-" if decided is None else f"{decided - at:.1f} s after the kill",
+                )
+            )
+    else:
+        checks.append(("players ran", False, "the fleet did not finish"))
+    checks.append(
+        ("keys rotated on schedule (periods announced)", state.rotations > 0, str(state.rotations))
+    )
+    appended = license_log.stats.appended  # type: ignore[attr-defined]
+    checks.append(
+        (
+            "every licence granted is in the tamper-evident log",
+            state.licenses_granted > 0 and appended >= state.licenses_granted,
+            f"{state.licenses_granted} granted, {appended} logged",
         )
     )
-    return Panel(Group(produced, derived), title=f"liveward run — {phase}")
+    public_key, _ = load_public_key(public_key_path(settings))
+    report = verify_log(license_log.log_dir, public_key)  # type: ignore[attr-defined]
+    checks.append(("`liveward audit verify` passes", report.ok, f"{len(report.problems)} problems"))
+    checks.append(
+        (
+            "QoE aggregates and player samples landed in ClickHouse",
+            rows.get("qoe_aggregates", 0) > 0 and rows.get("qoe_telemetry_samples", 0) > 0,
+            ", ".join(f"{t}: {n:,}" for t, n in sorted(rows.items())),
+        )
+    )
+    from sinks.clickhouse.backends import backend_for
 
-
-def _summary(console: Console, counters: RunCounters, stack_left_up: bool) -> bool:
-    with counters.lock:
-        checks = [
-            (
-                "every QoE sample accepted is in ClickHouse, once",
-                counters.clickhouse_rows.get("qoe_telemetry_samples", 0)
-                == counters.produced["qoe.telemetry"],
-            ),
-            (
-                "every ingest heartbeat is in ClickHouse, once",
-                counters.clickhouse_rows.get("ingest_health_beats", 0)
-                == counters.produced["ingest.health"],
-            ),
-            (
-                "every malformed record reached the dead-letter topic",
-                sum(counters.dead_letters.values()) == counters.malformed_sent,
-            ),
-            (
-                "every revocation request is on the revocation list",
-                counters.revoked_subjects <= counters.revocation_list,
-            ),
-        ]
-    table = Table("check", "result", title="summary")
-    for text, passed in checks:
-        table.add_row(text, "[green]pass[/]" if passed else "[red]FAIL[/]")
-    console.print(_render(counters, 0.0, final=True))
+    backend = backend_for(settings)
+    try:
+        privacy = scan(settings, backend)
+    finally:
+        backend.close()
+    checks.append(
+        (
+            "no raw identifiers in analytics topics or tables (privacy scan)",
+            privacy.clean,
+            f"{len(privacy.findings)} findings",
+        )
+    )
+    table = Table("check", "result", "figure", title="summary")
+    for text, passed, figure in checks:
+        table.add_row(text, "[green]pass[/]" if passed else "[red]FAIL[/]", figure)
     console.print(table)
-    if stack_left_up:
-        console.print("The stack is still up: `liveward stack status`, `liveward stack down`.")
-    return all(passed for _, passed in checks)
+    return all(passed for _, passed, _ in checks)

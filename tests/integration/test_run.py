@@ -1,14 +1,13 @@
-"""`liveward run` from the outside: it starts everything, runs a live event, and checks itself."""
+"""`liveward run` from the outside: it comes up, plays, loses a region, and checks itself."""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-from liveward.settings import KafkaSettings, load_settings
+from liveward.settings import KafkaSettings, MediaSettings, ServiceSettings, load_settings
 
 
 def test_liveward_run_brings_the_system_up_and_every_check_passes(
@@ -17,25 +16,42 @@ def test_liveward_run_brings_the_system_up_and_every_check_passes(
     settings = load_settings(
         state_dir=tmp_path / "state",
         kafka=KafkaSettings(port=19392 + port_offset, controller_port=19393 + port_offset),
+        services=ServiceSettings(
+            auth_port=18381 + port_offset,
+            license_port=18391 + port_offset,
+            license_grpc_port=18401 + port_offset,
+            steering_port=18384 + port_offset,
+            bridge_port=18383 + port_offset,
+        ),
+        media=MediaSettings(
+            origin_port_base=18410 + port_offset, edge_port_base=18420 + port_offset
+        ),
     )
     result = subprocess.run(
-        [sys.executable, "-m", "liveward.cli", "run", "--duration", "8", "--rate", "500"],
-        env={**os.environ, **settings.as_env(), "COLUMNS": "120"},
+        [sys.executable, "-m", "liveward.cli", "run", "--duration", "30", "--players", "60"],
+        env={**os.environ, **settings.as_env(), "COLUMNS": "160"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     summary = result.stdout[result.stdout.index("summary") :]
-    assert summary.count("pass") == 4
     assert "FAIL" not in summary
-    produced = re.search(r"qoe\.telemetry\s*│\s*([\d,]+)", result.stdout)
-    assert produced is not None, result.stdout[-3000:]
-    samples = int(produced.group(1).replace(",", ""))
-    assert samples >= 7 * 500 and samples % 500 == 0  # whole ticks of 500, all confirmed
+    for check in (
+        "players were served",
+        "moved to us-east",
+        "failed eu-west over",
+        "keys rotated on schedule",
+        "tamper-evident log",
+        "audit verify",
+        "landed in ClickHouse",
+        "privacy scan",
+    ):
+        assert check in summary, check
+    assert summary.count("pass") == 8
 
-    # It stopped what it started: no Kafka is left on its port.
+    # It stopped what it started: the stack is down again.
     status = subprocess.run(
         [sys.executable, "-m", "liveward.cli", "stack", "status"],
         env={**os.environ, **settings.as_env()},

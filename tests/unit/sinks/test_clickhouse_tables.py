@@ -143,7 +143,11 @@ def _migration_columns(table: str) -> list[tuple[str, str]]:
     )
     assert match, f"no CREATE TABLE for {table} in the migrations"
     columns = [line.strip().rstrip(",") for line in match.group(1).splitlines() if line.strip()]
-    return [(c.split(" ", 1)[0], c.split(" ", 1)[1]) for c in columns]
+    found = [(c.split(" ", 1)[0], c.split(" ", 1)[1]) for c in columns]
+    # Later migrations add columns: `ADD COLUMN name Type [DEFAULT ...]`, in order.
+    for alter in re.finditer(rf"ALTER TABLE \$\{{database\}}\.{table}\s(.*?);", sql, re.S):
+        found += re.findall(r"ADD COLUMN (\w+) (\S+)", alter.group(1))
+    return found
 
 
 @pytest.mark.parametrize("mapping", DEFAULT_ROUTES.values(), ids=lambda m: m.table)
