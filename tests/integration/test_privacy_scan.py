@@ -20,7 +20,13 @@ from confluent_kafka.cimpl import NewTopic
 from typer.testing import CliRunner
 
 from liveward.commands.privacy import app as privacy_app
-from liveward.settings import KafkaSettings, Settings, load_settings
+from liveward.settings import (
+    KafkaSettings,
+    MediaSettings,
+    ServiceSettings,
+    Settings,
+    load_settings,
+)
 from sinks.clickhouse.backends import ClickHouseBackend, NativeBackend
 from sinks.clickhouse.migrations import apply_migrations
 from sinks.clickhouse.tables import QOE_AGGREGATES, QOE_TELEMETRY_SAMPLES
@@ -236,12 +242,22 @@ def test_the_scan_passes_after_a_full_liveward_run(tmp_path: Path, port_offset: 
     settings = load_settings(
         state_dir=tmp_path / "state",
         kafka=KafkaSettings(port=19492 + port_offset, controller_port=19493 + port_offset),
+        services=ServiceSettings(
+            auth_port=18481 + port_offset,
+            license_port=18491 + port_offset,
+            license_grpc_port=18501 + port_offset,
+            steering_port=18484 + port_offset,
+            bridge_port=18483 + port_offset,
+        ),
+        media=MediaSettings(
+            origin_port_base=18510 + port_offset, edge_port_base=18520 + port_offset
+        ),
     )
     env = {**os.environ, **settings.as_env(), "COLUMNS": "160"}
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "liveward.cli", "run", "--duration", "8", "--rate", "500",
-             "--keep-stack"],
+            [sys.executable, "-m", "liveward.cli", "run", "--duration", "20", "--players", "30",
+             "--no-kill-region", "--keep-stack"],
             env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
