@@ -100,6 +100,42 @@ class MediaSettings(BaseModel):
     steering_ttl_s: int = 2
 
 
+class BridgeSettings(BaseModel):
+    """Limits, rate limits and pseudonym epochs of the telemetry bridge."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Samples per request; more is refused (413 too-many-samples) before any is produced.
+    max_samples: int = Field(default=5_000, ge=1, le=100_000)
+    # Samples stamped further back or ahead than this are refused (player clocks drift;
+    # offline players upload late, but the aggregates' lateness is bounded anyway).
+    max_sample_age_s: int = Field(default=86_400, ge=60)
+    max_clock_skew_s: int = Field(default=300, ge=0)
+    # A new pseudonym key this often (UTC-aligned); pseudonyms do not link across epochs.
+    pseudonym_epoch_s: int = Field(default=86_400, ge=60)
+    # Default: <state_dir>/bridge/pseudonym-keys.json, shared by every bridge on the host.
+    keyring_file: Path | None = None
+    # Token bucket per client network, counted in samples; a request costs
+    # request_cost + its sample count, so floods of tiny requests are throttled too.
+    rate_limit_samples_per_s: float = Field(default=5_000.0, gt=0)
+    rate_limit_burst: float = Field(default=20_000.0, gt=0)
+    rate_limit_request_cost: float = Field(default=10.0, ge=0)
+    # Which addresses share a bucket: /32 is one IPv4 host, /64 one IPv6 subnet (one home).
+    rate_limit_ipv4_prefix: int = Field(default=32, ge=8, le=32)
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=16, le=128)
+    # Buckets kept at most; full (idle) buckets are forgotten first.
+    rate_limit_clients: int = Field(default=100_000, ge=100)
+    # How long a request waits for Kafka to confirm its samples before answering 503.
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    # Serving processes on one socket (each about one core); token buckets are split.
+    workers: int = Field(default=1, ge=1, le=64)
+    # Where samples go; tests and benchmarks use a topic of their own (same layout).
+    topic: str = "qoe.telemetry"
+
+    def keyring_path(self, settings: Settings) -> Path:
+        return self.keyring_file or settings.state_dir / "bridge" / "pseudonym-keys.json"
+
+
 class KeySettings(BaseModel):
     """Content-key periods and epoch rotation (see services/keys)."""
 
@@ -161,9 +197,10 @@ class AnalyticsSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     # Tumbling QoE windows on event time; a window closes once the watermark (the bridge's
-    # clock, occurred_at) passes its end plus the allowed lateness.
+    # clock, occurred_at) passes its end plus the allowed lateness. Players report every
+    # few seconds, so 5 s of lateness keeps late samples rare and aggregates 15 s fresh.
     window_ms: int = Field(default=10_000, ge=100)
-    lateness_ms: int = Field(default=10_000, ge=0)
+    lateness_ms: int = Field(default=5_000, ge=0)
     # A published aggregate covers at least this many distinct viewer pseudonyms.
     k_anonymity: int = Field(default=10, ge=2)
     # Privacy-loss budget per data day for `liveward analytics dp-export`.
@@ -194,6 +231,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     keys: KeySettings = KeySettings()
     media: MediaSettings = MediaSettings()
+    bridge: BridgeSettings = BridgeSettings()
     worm: WormSettings = WormSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
 
