@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 PARTIALS_AGENT = "qoe-partials"
 WINDOWS_AGENT = "qoe-windows"
+WINDOWS_TABLE = "qoe-windows"
 # Samples per stage-1 batch: large enough that per-batch costs (one partial per group,
 # one send each) vanish, small enough to keep a batch's wait short.
 SAMPLE_BATCH = 5_000
@@ -78,27 +79,29 @@ def window_rules(settings: Settings) -> WindowRules:
     )
 
 
-def ensure_partials_topic(settings: Settings, name: str, partitions: int) -> None:
-    """Create the partials topic if it is missing, before the worker subscribes.
+def ensure_topics(settings: Settings, topics: dict[str, dict[str, str]], partitions: int) -> None:
+    """Create the agents' own topics (name -> config) if missing, before the worker subscribes.
 
-    Faust would declare it too, but a worker subscribing while its metadata is still
-    spreading ignores the topic until its next metadata refresh (minutes).
+    Faust would declare them too, but a worker subscribing while their metadata is still
+    spreading ignores them until its next metadata refresh (minutes): the partials would
+    not be read, and the table's changelog not recovered.
     """
     admin = admin_client(settings)
-    if name in admin.list_topics(timeout=30).topics:
-        return
+    existing = admin.list_topics(timeout=30).topics
     replication = settings.kafka.replication_factor
-    topic = NewTopic(
-        name,
-        num_partitions=partitions,
-        replication_factor=replication,
-        # Partials are consumed within seconds; a day covers any restart.
-        config={
-            "retention.ms": str(DAY_MS),
-            "min.insync.replicas": str(settings.kafka.min_insync_replicas),
-        },
-    )
-    for future in admin.create_topics([topic], operation_timeout=30).values():
+    missing = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication,
+            config={**config, "min.insync.replicas": str(settings.kafka.min_insync_replicas)},
+        )
+        for name, config in topics.items()
+        if name not in existing
+    ]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, operation_timeout=30).items():
         try:
             future.result()
         except KafkaException as exc:
@@ -113,22 +116,32 @@ def register(app: faust.App, settings: Settings) -> None:
     aggregates = catalog_topic(app, "qoe.aggregates")
     aggregate_key = CATALOG["qoe.aggregates"].key_of
     dead_letters = catalog_topic(app, DEAD_LETTER_TOPIC)
-    ensure_partials_topic(settings, partials_topic_name(app), app.conf.topic_partitions)
+    partitions = app.conf.topic_partitions
+    ensure_topics(
+        settings,
+        {
+            # Partials are consumed within seconds; a day covers any restart.
+            partials_topic_name(app): {"retention.ms": str(DAY_MS)},
+            # What Faust would create for the table's changelog: compacted.
+            f"{app.conf.id}-{WINDOWS_TABLE}-changelog": {"cleanup.policy": "compact"},
+        },
+        partitions,
+    )
     partials = app.topic(
         partials_topic_name(app),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=app.conf.topic_partitions,
+        partitions=partitions,
         internal=True,
     )
     # Keyed by serving region like the partials topic (same murmur2 partitioner), so each
     # region's state recovers on the partition its partials arrive on.
     windows = app.Table(
-        "qoe-windows",
+        WINDOWS_TABLE,
         default=None,
-        partitions=app.conf.topic_partitions,
+        partitions=partitions,
         key_type=bytes,
         value_type=bytes,
         use_partitioner=True,

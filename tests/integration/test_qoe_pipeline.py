@@ -1,6 +1,6 @@
 """QoE end to end: samples → Faust worker → qoe.aggregates → analytics sink → ClickHouse.
 
-The session worker runs with the default rules (10 s windows, 10 s lateness, k = 10).
+The session worker runs with the default rules (10 s windows, 5 s lateness, k = 10).
 Each test uses a serving region of its own, so its windows share no state with anything
 else on the broker, and event times five minutes in the past, so windows close as soon
 as the worker has seen a later sample (or the region has been quiet for a window).
