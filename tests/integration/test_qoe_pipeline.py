@@ -13,70 +13,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
 import pytest
-from confluent_kafka import Consumer
 
 from liveward.settings import Settings
-from processors.app import APP_ID
 from sinks.analytics import AnalyticsSink
 from sinks.clickhouse.backends import NativeBackend
-from streams.codec import default_codec
-from streams.consumer import consumer_config
-from streams.events import QoEAggregate
 from streams.meta import now_ms
 from streams.producer import EventProducer
-from tests.fixtures.qoe import telemetry
+from tests.fixtures.qoe import aggregates_of, consume_until, partial_samples, telemetry
 
 WINDOW_MS = 10_000
-PARTIALS_TOPIC = f"{APP_ID}-qoe-partials"
-
-
-def _consume_until(
-    settings: Settings,
-    topic: str,
-    done: Callable[[list[Any]], bool],
-    keep: Callable[[Any], Any | None],
-    timeout: float = 90.0,
-) -> list[Any]:
-    consumer = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic])
-    found: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while not done(found) and time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=0.5):
-                if message.error() is None:
-                    item = keep(message)
-                    if item is not None:
-                        found.append(item)
-    finally:
-        consumer.close()
-    return found
-
-
-def partial_samples(settings: Settings, region: str, want: int) -> int:
-    """Waits until the worker's first stage has summarised `want` samples of region."""
-
-    def keep(message: Any) -> int | None:
-        if message.key() != region.encode():
-            return None
-        return int(orjson.loads(message.value())["st"]["n"])
-
-    return sum(_consume_until(settings, PARTIALS_TOPIC, lambda f: sum(f) >= want, keep))
-
-
-def aggregates_of(
-    settings: Settings, region: str, done: Callable[[list[QoEAggregate]], bool]
-) -> list[QoEAggregate]:
-    codec = default_codec()
-
-    def keep(message: Any) -> QoEAggregate | None:
-        if not (message.key() or b"").startswith(f"{region}|".encode()):
-            return None
-        return codec.decode_as(message.value(), QoEAggregate)
-
-    return _consume_until(settings, "qoe.aggregates", done, keep)
 
 
 @pytest.fixture
@@ -230,7 +176,7 @@ def test_an_undecodable_sample_is_dead_lettered_and_aggregation_goes_on(
     published = aggregates_of(worker, region, bool)
 
     assert [x.samples for x in published] == [10]
-    letters = _consume_until(
+    letters = consume_until(
         worker,
         "liveward.dead-letter",
         bool,
