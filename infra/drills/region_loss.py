@@ -42,6 +42,7 @@ class PhaseReport:
     failure: str
     summary: FleetSummary
     moved_99_s: float | None  # failure → 99% of players fetch from the expected place
+    stalls_s: tuple[float, ...]  # each player's total stall time
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,7 @@ def run_region_loss_drill(
             f"packager A of {serving.region}",
             result.summary(),
             result.time_to_region(serving.region, 0.99, since=failed),
+            tuple(r.stalled_s for r in result.reports),
         )
         start_all(regions)
 
@@ -153,6 +155,7 @@ def run_region_loss_drill(
             f"CDN edge {serving.region}.{cdn}",
             result.summary(),
             result.time_to_region(serving.region, 0.99, since=failed),
+            tuple(r.stalled_s for r in result.reports),
         )
         start_all(regions)
         # Let the control plane see the restored edge healthy for its failback window.
@@ -165,6 +168,7 @@ def run_region_loss_drill(
             f"every process of {serving.region}",
             result.summary(),
             result.time_to_region(surviving.region, 0.99, since=failed),
+            tuple(r.stalled_s for r in result.reports),
         )
         failed_ms = int(failed * 1000)
         decision = decisions.first_away_from(serving.region, failed_ms - 5_000)

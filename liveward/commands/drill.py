@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import typer
@@ -145,6 +146,7 @@ def region_loss(
     """Lose a packager, a CDN edge, then a whole region, with players watching."""
     from infra.drills.region_loss import run_region_loss_drill
     from infra.live_system import live_system
+    from liveward.commands.replay import compare_control_plane
 
     console = Console()
     settings = load_settings()
@@ -153,6 +155,14 @@ def region_loss(
     with live_system(settings, media_regions=regions, steering=True) as system:
         console.print(f"{players} players per phase: packager loss, CDN loss, region loss")
         report = run_region_loss_drill(settings, system.media, players=players)
+        # The state the control plane derived must be rebuildable from the log alone.
+        replay_rows = replay_mismatches = 0
+        for _ in range(3):
+            comparison = compare_control_plane(settings, 30.0)
+            replay_rows, replay_mismatches = len(comparison.rows), comparison.mismatches
+            if not replay_mismatches:
+                break
+            time.sleep(1.0)
 
     table = Table(
         "figure", "packager loss", "CDN edge loss", "region loss", title="region-loss drill"
@@ -175,13 +185,22 @@ def region_loss(
         "availability (served / wanted)", *(f"{p.summary.availability:.5f}" for p in phases)
     )
     console.print(table)
+    stalls = report.region.stalls_s
+    console.print(
+        f"region loss, each player's stall time: {sum(1 for x in stalls if not x)} players 0 s"
+        + "".join(f", {x:.2f} s" for x in sorted((x for x in stalls if x), reverse=True))
+    )
+    console.print(
+        f"replay of the control plane from the log: {replay_rows} states, "
+        f"{replay_mismatches} differ from live"
+    )
     console.print(
         f"region loss: detection {_seconds(report.detection_s)}, decision "
         f"{_seconds(report.decision_s)} ({report.decision_reason or 'no decision seen'}), "
         f"99% of players on the surviving region {_seconds(report.region.moved_99_s)} "
         f"after the kill (bound {bound_s:g} s)"
     )
-    if not report.passed(bound_s):
+    if not report.passed(bound_s) or replay_mismatches or not replay_rows:
         console.print("[red]drill failed[/]")
         raise typer.Exit(1)
     console.print("[green]drill passed[/]")

@@ -38,3 +38,8 @@ def test_players_move_to_the_surviving_region_within_the_bound(tmp_path: Path) -
     assert moved is not None and float(moved.group(1)) < 10.0
     stalled = re.search(r"players who stalled\s*│\s*(\d+) of", result.stdout)
     assert stalled is not None and stalled.group(1) == "0"  # no stall when a packager dies
+    assert "each player's stall time" in result.stdout
+    # The control plane's state, rebuilt from the topics alone, equals the live state.
+    assert re.search(
+        r"replay of the control plane from the log: [1-9]\d* states, 0 differ", result.stdout
+    )
