@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import statistics
 import sys
 import threading
@@ -60,6 +61,8 @@ class AggregationResult:
     # Per window: from its end to its row in ClickHouse, ms.
     latencies_ms: tuple[float, ...]
     latency_rate: int
+    # A Faust agent that only takes batches of the same records: the framework's ceiling.
+    bare_faust_seconds: float | None = None
 
     @property
     def worker_per_s(self) -> float:
@@ -68,6 +71,12 @@ class AggregationResult:
     @property
     def raw_per_s(self) -> float:
         return self.events / self.raw_seconds if self.raw_seconds else 0.0
+
+    @property
+    def bare_faust_per_s(self) -> float | None:
+        if not self.bare_faust_seconds:
+            return None
+        return self.events / self.bare_faust_seconds
 
 
 def bench_settings(state_dir: Path, kafka_port: int, window_ms: int, lateness_ms: int) -> Settings:
@@ -207,6 +216,65 @@ def running_worker(settings: Settings) -> Iterator[ManagedProcess]:
         process.stop()
 
 
+def bare_faust(settings: Settings, events: int, timeout: float = 600) -> float | None:
+    """Seconds a Faust agent doing nothing but `take_events` needs for `events` records."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.aggregation", str(events)],
+        env={**os.environ, **settings.as_env()},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    # Faust's worker sends stdout through its logging, so the line may come prefixed.
+    found = re.search(r"bare-faust-seconds ([0-9.]+)", done.stdout + done.stderr)
+    return float(found.group(1)) if found else None
+
+
+def _bare_faust_main(events: int) -> None:
+    """The bare agent: same broker settings and batch size as the QoE agent, no work."""
+    import faust
+
+    from processors.agents.qoe import BATCH_WITHIN_S, SAMPLE_BATCH
+
+    settings = load_settings()
+    datadir = settings.state_dir / "faust" / "bench-bare"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"bench-bare-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{settings.kafka.bootstrap_servers}",
+        store="memory://",
+        datadir=str(datadir),
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        autodiscover=False,
+    )
+    topic = app.topic(
+        TELEMETRY, key_type=bytes, value_type=bytes, partitions=CATALOG[TELEMETRY].partitions
+    )
+    seen = 0
+    started: float | None = None
+
+    @app.agent(topic)
+    async def take(stream: object) -> None:
+        nonlocal seen, started
+        async for batch in stream.take_events(SAMPLE_BATCH, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
+            # From the first batch, like the worker's figure: start-up is not counted.
+            if started is None:
+                started = time.perf_counter()
+            seen += len(batch)
+            if seen >= events:
+                print(f"bare-faust-seconds {time.perf_counter() - started}", flush=True)
+                os._exit(0)
+
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    app.main()
+
+
 def measure_latency(
     settings: Settings, *, rate: int, seconds: float, already: int
 ) -> tuple[float, ...]:
@@ -269,6 +337,7 @@ def run_aggregation_bench(
         base = now_ms() - events // 20 - 120_000
         produce(settings, (codec.encode(source.sample(base + i // 20)) for i in range(events)))
         raw_seconds = raw_consume_and_decode(settings, events)
+        bare_seconds = bare_faust(settings, events)
         with running_worker(settings):
             worker_seconds = worker_rate_window(settings, events, timeout=600)
             latencies = measure_latency(
@@ -284,6 +353,7 @@ def run_aggregation_bench(
         lateness_ms=lateness_ms,
         latencies_ms=latencies,
         latency_rate=latency_rate,
+        bare_faust_seconds=bare_seconds,
     )
 
 
@@ -296,3 +366,7 @@ def percentile_ms(values: tuple[float, ...], fraction: float) -> float:
 
 def median_ms(values: tuple[float, ...]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+if __name__ == "__main__":
+    _bare_faust_main(int(sys.argv[1]))

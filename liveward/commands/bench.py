@@ -349,6 +349,12 @@ def aggregation(
         f"{result.worker_per_s:,.0f}",
         f"{result.worker_per_s / result.raw_per_s:.2f}x" if result.raw_per_s else "-",
     )
+    bare = result.bare_faust_per_s
+    table.add_row(
+        "Faust agent doing nothing but take_events (ceiling)",
+        "unavailable" if bare is None else f"{bare:,.0f}",
+        "-" if bare is None else f"{bare / result.raw_per_s:.2f}x",
+    )
     table.add_row("raw confluent-kafka consume + Avro decode", f"{result.raw_per_s:,.0f}", "1.00x")
     console.print(table)
     latencies = result.latencies_ms

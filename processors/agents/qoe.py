@@ -19,8 +19,8 @@ that batch's partials again: sums of windows still open count those samples twic
 (distinct counts are unions, unaffected). A crash between publishing an aggregate and
 saving the state publishes the window again under the same deterministic event id, which
 the ClickHouse table collapses. A timer closes the windows of a region that has gone
-quiet (no partial for one window length of wall time), so the last window of a stream
-is published too.
+quiet (no partial for a window length, the lateness, or 5 s, whichever is longest, of
+wall time), so the last window of a stream is published too.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ SAMPLE_BATCH = 5_000
 PARTIAL_BATCH = 1_000
 BATCH_WITHIN_S = 0.25
 IDLE_CHECK_S = 1.0
+# A region this long without partials is quiet. Never shorter than a few seconds: a busy
+# worker can take that long between batches, and closing a window early makes its
+# samples late.
+MIN_QUIET_MS = 5_000
 
 
 def partials_topic_name(app: faust.App) -> str:
@@ -237,7 +241,8 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.timer(interval=IDLE_CHECK_S, name="qoe-close-idle")
     async def close_idle() -> None:
         active = _active_partitions(app, partials.get_topic_name())
-        quiet_after = time.monotonic() - rules.window_ms / 1000
+        quiet_ms = max(rules.window_ms, rules.lateness_ms, MIN_QUIET_MS)
+        quiet_after = time.monotonic() - quiet_ms / 1000
         async with state_lock:
             for key, raw in list(windows.items()):
                 partition = _partition_of(app, partials.get_topic_name(), key)
@@ -248,8 +253,8 @@ def register(app: faust.App, settings: Settings) -> None:
                 state = _load(raw, key.decode())
                 if not state.windows:
                     continue
-                # No partial for a window length: assume the bridge's clock has moved on.
-                advance_watermark(state, now_ms() - rules.window_ms)
+                # Quiet for a while: the bridge's clock has moved on at least as far.
+                advance_watermark(state, now_ms() - quiet_ms)
                 await _publish(key, state)
 
 
