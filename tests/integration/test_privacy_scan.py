@@ -2,15 +2,18 @@
 
 A scan must pass on clean analytics data and fail, naming what and where, when a raw IP
 address or a raw viewer id is planted in a topic or in a table. Planted records go to a
-topic and a database of the test's own, so the session's shared topics stay clean. (The
-scan after a full `liveward run` is one of that command's own checks: see test_run.py.)
+topic and a database of the test's own, so the session's shared topics stay clean.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from confluent_kafka.cimpl import NewTopic
@@ -18,7 +21,11 @@ from typer.testing import CliRunner
 
 from liveward.commands.privacy import app as privacy_app
 from liveward.settings import (
+    KafkaSettings,
+    MediaSettings,
+    ServiceSettings,
     Settings,
+    load_settings,
 )
 from sinks.clickhouse.backends import ClickHouseBackend, NativeBackend
 from sinks.clickhouse.migrations import apply_migrations
@@ -229,3 +236,40 @@ def test_every_analytics_topic_is_in_the_default_scan() -> None:
     assert {"qoe.telemetry", "qoe.aggregates", "liveward-processors-qoe-partials"} <= set(
         ANALYTICS_TOPICS
     )
+
+
+def test_the_scan_passes_after_a_full_liveward_run(tmp_path: Path, port_offset: int) -> None:
+    settings = load_settings(
+        state_dir=tmp_path / "state",
+        kafka=KafkaSettings(port=19492 + port_offset, controller_port=19493 + port_offset),
+        services=ServiceSettings(
+            auth_port=18481 + port_offset,
+            license_port=18491 + port_offset,
+            license_grpc_port=18501 + port_offset,
+            steering_port=18484 + port_offset,
+            bridge_port=18483 + port_offset,
+        ),
+        media=MediaSettings(
+            origin_port_base=18510 + port_offset, edge_port_base=18520 + port_offset
+        ),
+    )
+    env = {**os.environ, **settings.as_env(), "COLUMNS": "160"}
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "liveward.cli", "run", "--duration", "20", "--players", "30",
+             "--no-kill-region", "--keep-stack"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        result = subprocess.run(
+            [sys.executable, "-c", "from liveward.commands.privacy import app; app()", "scan"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "liveward.cli", "stack", "down"],
+            env=env, capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "no direct identifiers found" in result.stdout
+    assert "qoe.telemetry" in result.stdout and "qoe_telemetry_samples" in result.stdout
