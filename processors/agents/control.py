@@ -44,6 +44,7 @@ from processors.control import (
     tick,
 )
 from processors.deadletters import send_dead_letter
+from processors.tables import changelog_known
 from processors.topics import catalog_topic
 from streams.catalog import CATALOG
 from streams.codec import AvroCodec, default_codec
@@ -167,6 +168,7 @@ def register(app: faust.App, settings: Settings) -> None:
                     plane.current(arrived), control_input, arrived_at=arrived, ctx=ctx
                 )
                 await publish(outputs)
+                await changelog_known(app, table)
                 plane.keep(state)
 
     @app.timer(interval=TICK_S, name="control-plane-tick")
@@ -177,6 +179,7 @@ def register(app: faust.App, settings: Settings) -> None:
             now = now_ms()
             state, outputs = tick(plane.current(now), now=now, ctx=ctx)
             await publish(outputs)
+            await changelog_known(app, table)
             plane.keep(state)
 
 

@@ -46,6 +46,7 @@ from processors.qoe import (
     fold_partial,
     partials_of,
 )
+from processors.tables import changelog_known
 from processors.topics import catalog_topic
 from streams.catalog import CATALOG, DAY_MS
 from streams.codec import default_codec
@@ -205,20 +206,8 @@ def register(app: faust.App, settings: Settings) -> None:
         for key, state in states.items():
             await _publish(key, state)
 
-    changelog_ready = asyncio.Event()
-
-    async def _await_changelog_metadata() -> None:
-        # A table keyed with use_partitioner hashes its key against the producer's cached
-        # metadata of the changelog topic; on a fresh broker that cache may not know the
-        # topic yet, and the write fails. Faust offers no public wait for it; aiokafka does.
-        if changelog_ready.is_set():
-            return
-        producer: Any = app.producer
-        await producer._ensure_producer().partitions_for(windows.changelog_topic.get_topic_name())
-        changelog_ready.set()
-
     async def _publish(key: bytes, state: RegionWindows) -> None:
-        await _await_changelog_metadata()
+        await changelog_known(app, windows)
         closed = close_windows(state, rules, now_ms=now_ms(), region=settings.region)
         sent = [
             await aggregates.send(key=aggregate_key(aggregate), value=codec.encode(aggregate))

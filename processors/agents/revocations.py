@@ -9,6 +9,7 @@ import faust
 from liveward.settings import Settings
 from processors.deadletters import send_dead_letter
 from processors.revocation_list import entry_key, expired_keys, fold_request
+from processors.tables import changelog_known
 from processors.topics import catalog_topic
 from streams.codec import default_codec
 from streams.deadletter import DEAD_LETTER_TOPIC
@@ -57,6 +58,7 @@ def register(app: faust.App, settings: Settings) -> None:
             if entry is None:
                 continue
             encoded = codec.encode(entry)
+            await changelog_known(app, table)
             table[key] = encoded
             await (await revocation_list.send(key=key, value=encoded))
 
@@ -64,6 +66,7 @@ def register(app: faust.App, settings: Settings) -> None:
     async def sweep_expired() -> None:
         entries = [(k.decode(), codec.decode_as(v, RevocationListEntry)) for k, v in table.items()]
         for key in expired_keys(entries, now_ms=now_ms()):
+            await changelog_known(app, table)
             del table[key.encode()]
             # A tombstone: compaction drops the entry, keeping the list bounded.
             await (await revocation_list.send(key=key.encode(), value=None))

@@ -10,6 +10,7 @@ import orjson
 
 from liveward.settings import Settings
 from processors.deadletters import send_dead_letter
+from processors.tables import changelog_known
 from processors.theft import SessionUses, TheftRules, Use, observe_use
 from processors.topics import catalog_topic
 from streams.catalog import CATALOG
@@ -69,6 +70,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 continue
             key = used.session_id.encode()
             state, verdict = observe_use(_load(sessions.get(key)), Use.of(used), rules)
+            await changelog_known(app, sessions)
             sessions[key] = _dump(state)
             if verdict is None:
                 continue
