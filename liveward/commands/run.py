@@ -79,7 +79,13 @@ def _run(
     settings = with_demo_geo(base, base.state_dir / "demo-geo")
     # Viewers reach the services through a local edge that reports their address.
     settings = settings.model_copy(
-        update={"auth": settings.auth.model_copy(update={"trusted_proxies": ("127.0.0.1/32",)})}
+        update={
+            "auth": settings.auth.model_copy(update={"trusted_proxies": ("127.0.0.1/32",)}),
+            # Short QoE windows, so a one-minute event shows several of them.
+            "analytics": settings.analytics.model_copy(
+                update={"window_ms": 5_000, "lateness_ms": 2_000}
+            ),
+        }
     )
     regions = tuple(settings.regions[:2])
     stack = Stack(settings)
