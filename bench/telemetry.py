@@ -23,9 +23,8 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from confluent_kafka import Producer
 
-from bench.backbone import Figure, _fresh_topic
+from bench.backbone import Figure, _fresh_topic, raw_produce
 from infra.live_system import with_demo_geo
 from infra.processes import ManagedProcess, wait_until
 from liveward.settings import Settings
@@ -37,7 +36,6 @@ from services.bridge.server import PRODUCER_TUNING
 from services.bridge.settings import BridgeSettings, bridge_env
 from streams.codec import default_codec
 from streams.meta import now_ms
-from streams.producer import producer_config
 
 SESSIONS_PER_BATCH = 100
 # Single-sample requests are latency-bound per connection (each waits for Kafka, and the
@@ -146,26 +144,6 @@ def _offer(
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds(pid) - cpu_before
     return BridgeFigure(Figure(name, sum(answers), elapsed), len(requests), cpu)
-
-
-def _raw_produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> Figure:
-    """The same number of pre-encoded, keyed records through a bare producer."""
-    producer = Producer(producer_config(settings, **PRODUCER_TUNING))
-    started = time.perf_counter()
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        producer.poll(0)
-    producer.flush(60)
-    return Figure(
-        "raw confluent-kafka producer (pre-encoded records)",
-        len(records),
-        time.perf_counter() - started,
-    )
 
 
 def _raw_records(count: int, stamp: int) -> list[tuple[bytes, bytes]]:
@@ -305,5 +283,11 @@ def run_telemetry_bench(
                 f"bridge, single-sample CMCD query requests ({many} connections)",
                 pid, port, cmcd, 1, many,
             )  # fmt: skip
-        raw = _raw_produce(base, topic, _raw_records(batched.figure.events, stamp))
+        raw = raw_produce(
+            base,
+            topic,
+            _raw_records(batched.figure.events, stamp),
+            name="raw confluent-kafka producer (pre-encoded records)",
+            **PRODUCER_TUNING,
+        )
     return TelemetryResult(batch_size, workers, batched, single, single_cmcd, raw)
