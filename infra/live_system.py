@@ -87,6 +87,7 @@ def live_system(
     steering: bool = False,
     bridge: bool = False,
     worker: bool = True,
+    keep_stack: bool = False,
     ready_timeout: float = 60.0,
 ) -> Iterator[LiveSystem]:
     """Bring up the stack (if down), topics, the worker, one auth and one license instance
@@ -98,7 +99,8 @@ def live_system(
     bridge on their settings ports. Each of `media_regions` gets its media processes
     (ingest, packagers, origin, edges; services.media.region), ready once every edge
     serves a live window.
-    Everything started here is stopped on exit; a stack that was already up is left up.
+    Everything started here is stopped on exit; a stack that was already up (or
+    `keep_stack`) is left up.
     """
     stack = Stack(settings)
     was_up = bool(stack.status()) and all(row.healthy for row in stack.status())
@@ -163,5 +165,5 @@ def live_system(
             media.stop()
         for process in reversed(started):
             process.stop()
-        if not was_up:
+        if not was_up and not keep_stack:
             stack.down()

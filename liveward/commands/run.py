@@ -99,6 +99,7 @@ def _run(
         media_regions=regions,
         steering=True,
         bridge=True,
+        keep_stack=keep_stack,
     ) as system:
         for service in system.services:
             console.print(f"[green]✔[/] {service.name} ({service.region}) {service.url}")
@@ -178,9 +179,7 @@ def _run(
         result = fleet_box[0] if fleet_box else None
         console.print(_render(state, None, duration, rows=rows, phase="final figures"))
         ok = _summary(console, settings, state, result, rows, license_log)
-    if not keep_stack and not stack_was_up:
-        stack.down()
-    elif stack_was_up or keep_stack:
+    if stack_was_up or keep_stack:
         console.print("The stack is still up: `liveward stack status`, `liveward stack down`.")
     return ok
 
