@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything liveward needs on a Debian/Ubuntu machine: system packages (Maven for
-# the Kafka jars, Debian's clickhouse-server for the server backend and the tests, kcat), the
+# the Kafka jars, Debian's clickhouse-server for the server backend and the tests, kcat,
+# ffmpeg for the real media plane, chromium for the real-player tests), hls.js (npm ci), the
 # virtual environment at .venv with the project and its dev tools, and the Kafka runtime
 # jars (cached under ~/.cache/liveward). Safe to run again: each step skips what is done.
 set -euo pipefail
@@ -25,6 +26,10 @@ missing=()
 command -v mvn >/dev/null || missing+=(maven)
 command -v clickhouse-server >/dev/null || missing+=(clickhouse-server clickhouse-client)
 command -v kcat >/dev/null || missing+=(kcat)
+# The real media plane (encoder, packagers) and the real-player acceptance suite.
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -45,6 +50,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing the console's front-end packages (npm ci, pinned by package-lock.json)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
 fi
 
 say "fetching the Kafka runtime (Maven Central, cached)"

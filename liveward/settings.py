@@ -85,9 +85,21 @@ class ServiceSettings(BaseModel):
 
 
 class MediaSettings(BaseModel):
-    """The simulated media plane: CDNs per region, origin and edge ports, segments."""
+    """The media plane: where segments come from, CDNs per region, origin and edge ports."""
 
     model_config = ConfigDict(frozen=True)
+
+    # "synthetic": generated stand-in segments (cheap; thousands of simulated players fit
+    # on two cores). "ffmpeg": a real H.264/AAC encoder per region and ffmpeg packagers
+    # writing HLS AES-128 under the key hierarchy's rotating keys (a browser can play it).
+    source: Literal["synthetic", "ffmpeg"] = "synthetic"
+    ffmpeg_binary: str = "ffmpeg"
+    # The live test picture the ffmpeg encoder makes (lavfi testsrc2 + sine).
+    video_width: int = Field(default=640, ge=16)
+    video_height: int = Field(default=360, ge=16)
+    video_fps: int = Field(default=25, ge=1, le=60)
+    video_bitrate_kbps: int = Field(default=800, ge=50)
+    audio_bitrate_kbps: int = Field(default=96, ge=16)
 
     cdns: tuple[str, ...] = ("cdn-a", "cdn-b")
     # The origin of region i listens on origin_port_base + i; the edge of (region i,
@@ -209,6 +221,18 @@ class AnalyticsSettings(BaseModel):
     retention_days: int = Field(default=30, ge=0)
 
 
+class ConsoleSettings(BaseModel):
+    """The web console `liveward run` serves on services.console_port."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # The subscriber the console's own player watches as (created by `liveward run`).
+    viewer_id: str = "console-viewer"
+    content_id: str = "match-of-the-day"
+    # hls.js, installed by `npm ci` from the repository's package-lock.json (pinned).
+    hlsjs_path: Path = Path("node_modules/hls.js/dist/hls.min.js")
+
+
 class Settings(BaseSettings):
     """Everything configurable, from `LIVEWARD_*` environment variables (nested with `__`)."""
 
@@ -234,6 +258,7 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = BridgeSettings()
     worm: WormSettings = WormSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     def as_env(self) -> dict[str, str]:
         """These settings as LIVEWARD_* variables, for child processes (worker, services)."""
