@@ -1,0 +1,1 @@
+"""The web console `liveward run` serves: a live player, the regions, decisions and actions."""
