@@ -16,6 +16,7 @@ from prometheus_client import generate_latest as render_metrics
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from liveward.errors import LivewardError
+from services.heap import settle_heap
 
 
 class EdgeError(LivewardError):
@@ -155,5 +156,7 @@ def create_edge_app(
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    """Run an edge until interrupted (uvicorn, one process, access log off)."""
+    """Run an edge until interrupted (uvicorn, one process, access log off), its start-up
+    heap settled first (services.heap)."""
+    settle_heap()
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")

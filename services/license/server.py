@@ -14,6 +14,7 @@ from services.access.policy import PolicyBook
 from services.access.revocation import RevocationEnforcer
 from services.auth.app import ApiKeys
 from services.auth.tokens import encryption_key
+from services.heap import settle_heap
 from services.keys.keystore import EPOCHS_TOPIC, KeyStore
 from services.license.events import LINGER_MS, KafkaLicenseEvents
 from services.license.grpc_server import LicenseServicer, create_grpc_server
@@ -102,6 +103,7 @@ def run_license_service(
             bind = f"[{host}]" if ":" in host else host
             grpc_server, _ = create_grpc_server(servicer, f"{bind}:{grpc_port}")
             grpc_server.start()
+            settle_heap()
             # services.http.serve takes a FastAPI app; this is the ASGI app in front of one.
             uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
         finally:
