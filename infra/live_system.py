@@ -87,6 +87,7 @@ def live_system(
     steering: bool = False,
     bridge: bool = False,
     worker: bool = True,
+    key_rotation: tuple[str, ...] = (),
     keep_stack: bool = False,
     ready_timeout: float = 60.0,
 ) -> Iterator[LiveSystem]:
@@ -98,7 +99,8 @@ def live_system(
     auth instance 0. `steering` and `bridge` start one steering service and one telemetry
     bridge on their settings ports. Each of `media_regions` gets its media processes
     (ingest, packagers, origin, edges; services.media.region), ready once every edge
-    serves a live window.
+    serves a live window. `key_rotation` names contents whose keys a `liveward keys run`
+    process rotates (started before the media: ffmpeg packagers encrypt with those keys).
     Everything started here is stopped on exit; a stack that was already up (or
     `keep_stack`) is left up.
     """
@@ -157,6 +159,11 @@ def live_system(
             system.services.append(RunningService(name, settings.region, url, process))
         for service in system.services:
             _wait_healthy(service.url, service.process, ready_timeout)
+        if key_rotation:
+            process = ManagedProcess("keys", pids / "keys.pid", settings.log_dir / "keys.log")
+            contents = [arg for content in key_rotation for arg in ("--content", content)]
+            process.start([sys.executable, "-m", "liveward.cli", "keys", "run", *contents], env=env)
+            started.append(process)
         system.media = [RegionProcesses(settings, region) for region in media_regions]
         start_all(system.media, ready_timeout=ready_timeout)
         yield system
