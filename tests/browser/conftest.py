@@ -1,0 +1,174 @@
+"""The real-player acceptance suite: hls.js in Debian's Chromium against the live system.
+
+One live system for the module (real Kafka, the worker, auth and license services, two
+regions with ffmpeg encoders and packagers, steering, the bridge, key rotation every 10 s,
+the console), one Chromium for the session, a fresh page per scenario. Chromium is
+Debian's (`/usr/bin/chromium`, installed by infra/setup.sh), driven by Playwright through
+`executable_path`; Playwright never downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from infra.live_system import LiveSystem, live_system, with_demo_geo
+from liveward.settings import (
+    AuthSettings,
+    KafkaSettings,
+    KeySettings,
+    MediaSettings,
+    ServiceSettings,
+    Settings,
+    load_settings,
+)
+from services.console.server import ConsoleHandle, start_console
+
+HERE = Path(__file__).resolve().parent
+PORT_OFFSET = int(os.environ.get("LIVEWARD_TEST_PORT_OFFSET", "0"))
+CHROMIUM = Path("/usr/bin/chromium")
+# What MEDIA-NOTES found to work for headless Chromium as root on these machines.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
+]
+CONTENT = "match-of-the-day"
+KEY_PERIOD_S = 10
+ARTIFACTS = Path(os.environ.get("LIVEWARD_TEST_ARTIFACTS", "test-artifacts")) / "browser"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.browser)
+
+
+def _port(port: int) -> int:
+    return port + PORT_OFFSET
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, with a throw-away home and profile."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run infra/setup.sh (apt-get install chromium)")
+    home = Path(tempfile.mkdtemp(prefix="liveward-chromium-"))
+    saved = {name: os.environ.get(name) for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    # Chromium writes crash and audio state into $HOME; keep it out of the real one.
+    os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home), XDG_CACHE_HOME=str(home))
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    settings: Settings
+    system: LiveSystem
+    console: ConsoleHandle
+
+    def player_url(self, viewer: str) -> str:
+        return f"{self.console.url}/player?viewer={viewer}&content={CONTENT}"
+
+
+def browser_settings(state_dir: Path) -> Settings:
+    base = load_settings(
+        state_dir=state_dir,
+        kafka=KafkaSettings(port=_port(19892), controller_port=_port(19893)),
+        services=ServiceSettings(
+            console_port=_port(18880),
+            auth_port=_port(18881),
+            bridge_port=_port(18883),
+            steering_port=_port(18884),
+            license_port=_port(18890),  # one per region: 18890, 18891
+            license_grpc_port=_port(18895),
+        ),
+        keys=KeySettings(period_seconds=KEY_PERIOD_S),
+        media=MediaSettings(
+            source="ffmpeg", origin_port_base=_port(18900), edge_port_base=_port(18910)
+        ),
+        auth=AuthSettings(),
+    )
+    policy = Path(str(files("services.access") / "policies" / "local-viewer.toml"))
+    return with_demo_geo(base, state_dir / "demo-geo", policy)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """The whole system with real media, key rotation and the console, for one module."""
+    settings = browser_settings(tmp_path_factory.mktemp("browser-live"))
+    regions = tuple(settings.regions[:2])
+    with live_system(
+        settings,
+        auth_regions=regions[:1],
+        license_regions=regions,
+        media_regions=regions,
+        steering=True,
+        bridge=True,
+        key_rotation=(CONTENT,),
+    ) as system:
+        console = start_console(settings, system)
+        try:
+            yield Live(settings, system, console)
+        finally:
+            console.stop()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("console", lambda message: print(f"[page {message.type}] {message.text}"))
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def save_artifact(name: str, data: bytes) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    path.write_bytes(data)
+    print(f"artifact: {path.resolve()}", file=sys.stderr)
+    return path
+
+
+def wait_for(page: Page, expression: str, timeout_s: float, what: str) -> None:
+    """Poll a JS expression until it is truthy; fail with `what` and the player's state."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if page.evaluate(expression):
+            return
+        time.sleep(0.2)
+    state = page.evaluate("JSON.stringify(window.lwPlayer || null)")
+    pytest.fail(f"{what} not within {timeout_s:.0f}s; lwPlayer = {state[:2000]}")
