@@ -51,11 +51,16 @@ def run(
         True, help="Kill every process of the first region halfway through."
     ),
     keep_stack: bool = typer.Option(False, help="Leave Kafka/ClickHouse running afterwards."),
+    web_console: bool = typer.Option(
+        True,
+        "--console/--no-console",
+        help="Serve the web console (services.console_port, default http://127.0.0.1:8080).",
+    ),
 ) -> None:
     """Bring everything up, play a live event to simulated players, lose a region halfway,
     show it all live, and end with a checked summary (exit 1 if a check fails)."""
     console = Console()
-    ok = _run(load_settings(), console, duration, players, kill_region, keep_stack)
+    ok = _run(load_settings(), console, duration, players, kill_region, keep_stack, web_console)
     if not ok:
         raise typer.Exit(1)
 
@@ -67,10 +72,13 @@ def _run(
     player_count: int,
     kill_region: bool,
     keep_stack: bool,
+    web_console: bool = True,
 ) -> bool:
     from infra.live_system import live_system, with_demo_geo
     from infra.processes import ManagedProcess
     from infra.stack import Stack
+    from services.console.errors import ConsoleNotStarted
+    from services.console.server import ConsoleHandle, start_console
     from services.media.layout import DEFAULT_CONTENT
     from services.players.fleet import FleetConfig, entry_urls, run_fleet_blocking
     from sinks.analytics import AnalyticsSink
@@ -107,6 +115,13 @@ def _run(
             f"[green]✔[/] regions {', '.join(regions)}: ingest, hot-hot packagers, "
             "origin, CDN edges"
         )
+        web: ConsoleHandle | None = None
+        if web_console:
+            try:
+                web = start_console(settings, system)
+                console.print(f"[green]✔[/] console {web.url}  [bold]open it in a browser[/]")
+            except ConsoleNotStarted as exc:
+                console.print(f"[yellow]![/] no web console: {exc}")
         rotation = ManagedProcess(
             "keys", settings.state_dir / "pids" / "keys.pid", settings.log_dir / "keys.log"
         )
@@ -176,6 +191,8 @@ def _run(
             analytics.stop()
             license_log.stop()
             rotation.stop()
+            if web is not None:
+                web.stop()
         result = fleet_box[0] if fleet_box else None
         console.print(_render(state, None, duration, rows=rows, phase="final figures"))
         ok = _summary(console, settings, state, result, rows, license_log)

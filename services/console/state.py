@@ -313,6 +313,15 @@ def steering_of(state: ConsoleState, content_id: str) -> tuple[tuple[str, ...], 
     return state.steering.get(content_id) or state.steering.get(EVERY_CONTENT)
 
 
+def priority_of(state: ConsoleState, topology: Topology) -> tuple[str, ...]:
+    """The pathway priority players are steered by, as the steering service answers it: the
+    published one, pathways it does not name last; every pathway in settings order before
+    anything is published."""
+    steering = steering_of(state, topology.content_id)
+    listed = steering[0] if steering is not None else ()
+    return listed + tuple(p for p in topology.pathways() if p not in listed)
+
+
 def region_state(state: ConsoleState, topology: Topology, region: str, now: int) -> str:
     """`down` (no live heartbeat source), `draining` (an operator drained it), `serving`
     (its pathway leads the steering), `standby` (up, not leading) or `unknown` (never heard
@@ -336,10 +345,8 @@ def region_state(state: ConsoleState, topology: Topology, region: str, now: int)
         return "down"
     if region in state.drains:
         return "draining"
-    steering = steering_of(state, topology.content_id)
-    if steering is None or not steering[0]:
-        return "serving"
-    return "serving" if steering[0][0].rpartition(".")[0] == region else "standby"
+    priority = priority_of(state, topology)
+    return "serving" if priority and priority[0].rpartition(".")[0] == region else "standby"
 
 
 def pathway_state(
@@ -360,7 +367,7 @@ def pathway_state(
 def snapshot(state: ConsoleState, topology: Topology, now: int) -> dict[str, Any]:
     """The JSON `/api/state` answers, as of `now` (epoch ms)."""
     steering = steering_of(state, topology.content_id)
-    priority = steering[0] if steering is not None else ()
+    priority = priority_of(state, topology)
     regions = []
     for region in topology.regions:
         judged = region_state(state, topology, region, now)
@@ -413,7 +420,7 @@ def snapshot(state: ConsoleState, topology: Topology, now: int) -> dict[str, Any
         "regions": regions,
         "steering": None
         if steering is None
-        else {"priority": list(priority), "version": steering[1]},
+        else {"priority": list(steering[0]), "version": steering[1]},
         "drains": sorted(state.drains),
         "decisions": [
             {

@@ -119,6 +119,15 @@ def test_the_region_leading_the_steering_serves_the_other_stands_by() -> None:
     assert regions(state, T0 + 500) == {"eu-west": "serving", "us-east": "standby"}
 
 
+def test_before_any_steering_is_published_players_go_by_settings_order() -> None:
+    state = folded(beat("us-east", T0), beat("eu-west", T0))
+    assert regions(state, T0) == {"eu-west": "serving", "us-east": "standby"}
+    state = fold(state, steering(("us-east.cdn-b",), 1))
+    view = snapshot(state, TOPOLOGY, T0)
+    ranks = {c["pathway"]: c["rank"] for r in view["regions"] for c in r["cdns"]}
+    assert ranks == {"us-east.cdn-b": 1, "eu-west.cdn-a": 2, "eu-west.cdn-b": 3, "us-east.cdn-a": 4}
+
+
 def test_a_silent_region_is_down_and_the_failover_moves_serving() -> None:
     state = folded(
         beat("eu-west", T0),
