@@ -75,6 +75,27 @@ class _Pending:
             self.done.set()
 
 
+class _Counted:
+    """Counts outstanding deliveries of one `send_counted` call: no per-record outcome is
+    kept, only the failures (what a caller that answers "all stored" needs)."""
+
+    def __init__(self, expected: int) -> None:
+        self.remaining = expected
+        self.errors: list[str] = []
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        if expected == 0:
+            self.done.set()
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        with self._lock:
+            if err is not None:
+                self.errors.append(f"{msg.topic()}: {err.str()}")
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.done.set()
+
+
 class EventProducer:
     """Encodes events with the Avro codec and produces them to their catalog topics.
 
@@ -141,6 +162,31 @@ class EventProducer:
                 f"{len(pending.errors)} of {len(batch)} records not stored: {pending.errors[0]}"
             )
         return pending.delivered
+
+    def send_counted(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None]],
+        *,
+        timeout: float = 30.0,
+    ) -> int:
+        """As `send_raw`, for callers that need only "every record is stored": returns the
+        count. Keeping no per-record outcome halves the Python work per record (the
+        telemetry bridge sends ~100k records a second)."""
+        pending = _Counted(len(records))
+        produce = self._produce
+        callback = pending.on_delivery
+        for key, value in records:
+            produce(topic, key, value, callback)
+        if not pending.done.wait(timeout):
+            raise DeliveryFailed(
+                f"{pending.remaining} records not acknowledged within {timeout:.0f}s"
+            )
+        if pending.errors:
+            raise DeliveryFailed(
+                f"{len(pending.errors)} of {len(records)} records not stored: {pending.errors[0]}"
+            )
+        return len(records)
 
     def send(self, topic: str | TopicSpec, event: AvroEvent, *, timeout: float = 30.0) -> Delivered:
         return self.send_all(topic, [event], timeout=timeout)[0]

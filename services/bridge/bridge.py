@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -32,17 +32,17 @@ from streams.meta import now_ms
 class RecordLog(Protocol):
     """Where encoded records go; `EventProducer` is the real one.
 
-    `send_raw` returns only once every record is confirmed, else raises DeliveryFailed
-    or ProducerBackpressure.
+    `send_counted` returns only once every record is confirmed, else raises
+    DeliveryFailed or ProducerBackpressure.
     """
 
-    def send_raw(
+    def send_counted(
         self,
         topic: str,
-        records: Iterable[tuple[bytes | None, bytes | None]],
+        records: Sequence[tuple[bytes | None, bytes | None]],
         *,
         timeout: float = 30.0,
-    ) -> Sequence[object]: ...
+    ) -> int: ...
 
 
 class GeoLookup(Protocol):
@@ -201,5 +201,5 @@ class TelemetryBridge:
             self.pseudonyms(received_ms),
             self._entropy(ENTROPY_BYTES),
         )
-        self._log.send_raw(self.settings.topic, records, timeout=self.settings.send_timeout_s)
+        self._log.send_counted(self.settings.topic, records, timeout=self.settings.send_timeout_s)
         return Accepted(len(records), read.rejected, read.ignored_keys, read.form)

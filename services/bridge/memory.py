@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 
 class InMemoryRecordLog:
@@ -18,17 +18,15 @@ class InMemoryRecordLog:
         self.refuse_with: Exception | None = None
         self._lock = threading.Lock()
 
-    def send_raw(
+    def send_counted(
         self,
         topic: str,
-        records: Iterable[tuple[bytes | None, bytes | None]],
+        records: Sequence[tuple[bytes | None, bytes | None]],
         *,
         timeout: float = 30.0,
-    ) -> list[int]:
-        batch = list(records)
+    ) -> int:
         with self._lock:
             if self.refuse_with is not None:
                 raise self.refuse_with
-            start = len(self.records)
-            self.records.extend((topic, key, value) for key, value in batch)
-            return list(range(start, start + len(batch)))
+            self.records.extend((topic, key, value) for key, value in records)
+            return len(records)

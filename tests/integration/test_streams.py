@@ -189,6 +189,25 @@ def test_a_record_the_broker_never_confirms_is_never_reported_accepted(
         producer.send_raw("no-such-topic-" + new_event_id(), [(b"k", b"v")], timeout=10)
 
 
+def test_send_counted_stores_every_record_or_fails_loudly(
+    catalog_settings: Settings, unique_name: str
+) -> None:
+    topic = _topic(catalog_settings, unique_name)
+    producer = EventProducer(catalog_settings, config={"message.timeout.ms": 2000})
+    sent = [_beat(i) for i in range(300)]
+    spec = CATALOG["ingest.health"]
+    records = [(spec.key_of(e), producer.codec.encode(e)) for e in sent]
+    assert producer.send_counted(topic, records) == 300
+    assert producer.send_counted(topic, []) == 0
+    dead = DeadLetterPublisher(producer, "eu-west")
+    consumer = EventConsumer(catalog_settings, [topic], unique_name, dead_letters=dead)
+    received = _drain(consumer, 300)
+    consumer.close()
+    assert sorted(received, key=lambda e: e.beat_seq) == sent  # type: ignore[attr-defined]
+    with pytest.raises(DeliveryFailed):
+        producer.send_counted("no-such-topic-" + new_event_id(), [(b"k", b"v")], timeout=10)
+
+
 def test_no_broker_at_start_up_is_a_clear_error(tmp_path: object) -> None:
     nowhere = Settings(kafka=KafkaSettings(port=1), state_dir=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(BrokerUnavailable, match="no Kafka broker answered"):
