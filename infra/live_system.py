@@ -20,6 +20,7 @@ from infra.errors import NotReady
 from infra.processes import ManagedProcess
 from infra.stack import Stack
 from liveward.settings import Settings
+from liveward.topology import instance_port
 from services.access.demo_geo import write_geo_databases
 from services.media.region import RegionProcesses, start_all
 from streams.topics import apply_topics
@@ -94,8 +95,8 @@ def live_system(
     """Bring up the stack (if down), topics, the worker, one auth and one license instance
     per region.
 
-    Auth instance i listens on `services.auth_port + i`; license instance i on
-    `services.license_port + i` (gRPC `license_grpc_port + i`) and fetches the JWKS of
+    Auth instance i listens on `instance_port(services.auth_port, i)`; license instance i
+    on `instance_port(services.license_port, i)` (gRPC likewise) and fetches the JWKS of
     auth instance 0. `steering` and `bridge` start one steering service and one telemetry
     bridge on their settings ports. Each of `media_regions` gets its media processes
     (ingest, packagers, origin, edges; services.media.region), ready once every edge
@@ -119,7 +120,7 @@ def live_system(
                 process.start([sys.executable, "-m", "liveward.cli", "worker"], env=env)
                 started.append(process)
         for index, region in enumerate(auth_regions):
-            port = settings.services.auth_port + index
+            port = instance_port(settings.services.auth_port, index)
             name = f"auth-{region}"
             process = ManagedProcess(name, pids / f"{name}.pid", settings.log_dir / f"{name}.log")
             process.start(
@@ -130,8 +131,8 @@ def live_system(
             url = f"http://{settings.services.host}:{port}"
             system.services.append(RunningService("auth", region, url, process))
         for index, region in enumerate(license_regions):
-            port = settings.services.license_port + index
-            grpc_port = settings.services.license_grpc_port + index
+            port = instance_port(settings.services.license_port, index)
+            grpc_port = instance_port(settings.services.license_grpc_port, index)
             name = f"license-{region}"
             process = ManagedProcess(name, pids / f"{name}.pid", settings.log_dir / f"{name}.log")
             process.start(

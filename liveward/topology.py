@@ -35,6 +35,17 @@ def split_pathway(pathway: str) -> tuple[str, str]:
     return region, cdn
 
 
+# Per-region instances of a service on one host: instance i listens on port + i * step
+# (as Kafka's nodes do), so region 1's license service (8182) never lands on the next
+# service's port (the bridge's 8083).
+INSTANCE_PORT_STEP = 100
+
+
+def instance_port(base: int, index: int) -> int:
+    """The port of a service's instance `index` (one per region) on a shared host."""
+    return base + index * INSTANCE_PORT_STEP
+
+
 def origin_port(settings: Settings, region: str) -> int:
     return settings.media.origin_port_base + settings.regions.index(region)
 

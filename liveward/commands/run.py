@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
 
 import typer
 from rich.console import Console, Group
@@ -18,6 +19,7 @@ from rich.table import Table
 from liveward.settings import Settings, load_settings
 
 SETTLE_TIMEOUT_S = 60.0
+LOCAL_VIEWER_POLICY = Path(str(files("services.access") / "policies" / "local-viewer.toml"))
 AVAILABILITY_FLOOR = 0.99
 MOVE_BOUND_S = 10.0
 
@@ -75,7 +77,6 @@ def _run(
     web_console: bool = True,
 ) -> bool:
     from infra.live_system import live_system, with_demo_geo
-    from infra.processes import ManagedProcess
     from infra.stack import Stack
     from services.console.errors import ConsoleNotStarted
     from services.console.server import ConsoleHandle, start_console
@@ -84,7 +85,11 @@ def _run(
     from sinks.analytics import AnalyticsSink
     from sinks.worm.sink import LicenseLogSink
 
-    settings = with_demo_geo(base, base.state_dir / "demo-geo")
+    # A person watches the console's player from this machine: unless a policy was given,
+    # the shipped one with loopback/private addresses allowed (see its header).
+    settings = with_demo_geo(
+        base, base.state_dir / "demo-geo", base.auth.policy_file or LOCAL_VIEWER_POLICY
+    )
     # Viewers reach the services through a local edge that reports their address.
     settings = settings.model_copy(
         update={
@@ -107,6 +112,7 @@ def _run(
         media_regions=regions,
         steering=True,
         bridge=True,
+        key_rotation=(DEFAULT_CONTENT,),
         keep_stack=keep_stack,
     ) as system:
         for service in system.services:
@@ -122,13 +128,6 @@ def _run(
                 console.print(f"[green]✔[/] console {web.url}  [bold]open it in a browser[/]")
             except ConsoleNotStarted as exc:
                 console.print(f"[yellow]![/] no web console: {exc}")
-        rotation = ManagedProcess(
-            "keys", settings.state_dir / "pids" / "keys.pid", settings.log_dir / "keys.log"
-        )
-        rotation.start(
-            [sys.executable, "-m", "liveward.cli", "keys", "run", "--content", DEFAULT_CONTENT],
-            env=settings.as_env(),
-        )
         analytics = AnalyticsSink(settings)
         license_log = LicenseLogSink(settings)
         analytics.start()
@@ -190,7 +189,6 @@ def _run(
             rows = analytics.row_counts(since_ms=run_started_ms)
             analytics.stop()
             license_log.stop()
-            rotation.stop()
             if web is not None:
                 web.stop()
         result = fleet_box[0] if fleet_box else None

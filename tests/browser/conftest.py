@@ -104,18 +104,18 @@ class Live:
 def browser_settings(state_dir: Path) -> Settings:
     base = load_settings(
         state_dir=state_dir,
-        kafka=KafkaSettings(port=_port(19892), controller_port=_port(19893)),
+        kafka=KafkaSettings(port=_port(20092), controller_port=_port(20093)),
         services=ServiceSettings(
-            console_port=_port(18880),
-            auth_port=_port(18881),
-            bridge_port=_port(18883),
-            steering_port=_port(18884),
-            license_port=_port(18890),  # one per region: 18890, 18891
-            license_grpc_port=_port(18895),
+            console_port=_port(20080),
+            auth_port=_port(20081),
+            bridge_port=_port(20083),
+            steering_port=_port(20084),
+            license_port=_port(20090),  # one per region: 20090, 20190
+            license_grpc_port=_port(20095),
         ),
         keys=KeySettings(period_seconds=KEY_PERIOD_S),
         media=MediaSettings(
-            source="ffmpeg", origin_port_base=_port(18900), edge_port_base=_port(18910)
+            source="ffmpeg", origin_port_base=_port(20200), edge_port_base=_port(20210)
         ),
         auth=AuthSettings(),
     )
