@@ -367,12 +367,19 @@ class LicenseService:
     # -- keys ------------------------------------------------------------------------
 
     def _window(self, now_ms: int) -> KeyWindow:
-        current = self._period_at(now_ms).number
-        try:
-            late = self._keys.period_at(max(0, now_ms - self._late_grace_ms)).number
-        except KeyHierarchyError:
-            late = current  # the first epoch began inside the grace: nothing earlier exists
-        return key_window(current, late)
+        period = self._period_at(now_ms)
+        late = period.number
+        # The oldest period inside the grace that has a key. When the first epoch began
+        # inside the grace nothing before it exists, but its own periods before the
+        # current one do (players behind the live edge still need them).
+        length = period.end_ms - period.start_ms
+        for t_ms in range(max(0, now_ms - self._late_grace_ms), period.start_ms, length):
+            try:
+                late = self._keys.period_at(t_ms).number
+            except KeyHierarchyError:
+                continue
+            break
+        return key_window(period.number, late)
 
     def _period_at(self, t_ms: int) -> KeyPeriod:
         try:

@@ -10,6 +10,8 @@ import argparse
 from liveward.settings import load_settings
 from services.media.asgi import configure_logging
 from services.media.edge import PLAYLIST_TTL_S, EdgePolicy, run_edge
+from services.media.ffmpeg_ingest import run_ffmpeg_ingest
+from services.media.ffmpeg_packager import run_ffmpeg_packager
 from services.media.ingest import run_ingest
 from services.media.layout import DEFAULT_CONTENT
 from services.media.origin import run_origin
@@ -28,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cdn", help="the CDN an edge belongs to")
     parser.add_argument("--playlist-ttl-s", type=float, default=PLAYLIST_TTL_S)
     parser.add_argument("--lifetime-s", type=float, help="exit after this many seconds")
+    parser.add_argument(
+        "--epochs-topic", help="key epochs topic of an ffmpeg packager (default keys.epochs)"
+    )
     return parser.parse_args(argv)
 
 
@@ -37,9 +42,16 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     contents = tuple(args.content or (DEFAULT_CONTENT,))
     lifetime = Lifetime(args.lifetime_s)
+    real = settings.media.source == "ffmpeg"
     if args.role == "ingest":
         lifetime.install_signals()
-        run_ingest(settings, args.region, contents, lifetime)
+        ingest = run_ffmpeg_ingest if real else run_ingest
+        ingest(settings, args.region, contents, lifetime)
+    elif args.role == "packager" and real:
+        lifetime.install_signals()
+        run_ffmpeg_packager(
+            settings, args.region, args.name, contents, lifetime, epochs_topic=args.epochs_topic
+        )
     elif args.role == "packager":
         lifetime.install_signals()
         run_packager(settings, args.region, args.name, contents, lifetime)

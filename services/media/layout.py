@@ -55,3 +55,23 @@ def segment_dir(store: Path, content_id: str) -> Path:
 
 def segment_path(store: Path, content_id: str, seq: int) -> Path:
     return segment_dir(store, content_id) / segment_name(seq)
+
+
+def contribution_path(store: Path, content_id: str, seq: int) -> Path:
+    """A real encoder's finished chunk (MPEG-TS, one segment long) for the packagers."""
+    return chunk_dir(store, content_id) / f"chunk-{seq}.ts"
+
+
+def encoder_dir(store: Path, content_id: str) -> Path:
+    """Where the ingest encoder writes chunks it has not finished yet."""
+    return store / "encoder" / content_id
+
+
+def packaging_dir(store: Path, packager: str, content_id: str) -> Path:
+    """Where one packager's ffmpeg writes segments before they are published."""
+    return store / "packaging" / f"packager-{packager}" / content_id
+
+
+def private_key_dir(store: Path, packager: str) -> Path:
+    """One packager's key files (content keys in the clear): created 0700, never served."""
+    return store / "private" / f"packager-{packager}"

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from services.media.encoding import is_timeline_start, timeline_starts_before
+from services.media.encryption import KeyRotation
 from services.media.layout import MEDIA_PLAYLIST, segment_name
 from services.media.segments import segment_start
 
@@ -68,21 +70,46 @@ def _program_date_time(epoch_s: float) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-def render_media_playlist(live: LiveWindow, *, segment_seconds: float, window: int) -> str:
-    """The live media playlist of a window (HLS, one EXT-X-PROGRAM-DATE-TIME per segment)."""
+def render_media_playlist(
+    live: LiveWindow,
+    *,
+    segment_seconds: float,
+    window: int,
+    keys: KeyRotation | None = None,
+    timeline_wraps: bool = False,
+) -> str:
+    """The live media playlist of a window (HLS, one EXT-X-PROGRAM-DATE-TIME per segment).
+
+    With `keys`, segments are AES-128 encrypted: an `EXT-X-KEY` opens the window and
+    follows every key-period change. It carries no IV, so a player uses the media
+    sequence number, as the packagers did. With `timeline_wraps` (a real encoder's
+    timestamps restart once a day, `encoding.is_timeline_start`) a segment starting a
+    new timeline carries `EXT-X-DISCONTINUITY` too.
+    """
     # EXT-X-DISCONTINUITY-SEQUENCE counts the tags that left the playlist; while the
     # tagged segment is still listed, its own tag is not counted yet.
     tagged = live.starts_after_gap(window)
+    discontinuities = live.discontinuity_sequence - (1 if tagged else 0)
+    if timeline_wraps:
+        discontinuities += timeline_starts_before(live.media_sequence, segment_seconds)
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{HLS_VERSION}",
         f"#EXT-X-TARGETDURATION:{math.ceil(segment_seconds)}",
         f"#EXT-X-MEDIA-SEQUENCE:{live.media_sequence}",
-        f"#EXT-X-DISCONTINUITY-SEQUENCE:{live.discontinuity_sequence - (1 if tagged else 0)}",
+        f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities}",
     ]
+    key_line = None
     for seq in range(live.media_sequence, live.last_segment_seq + 1):
-        if tagged and seq == live.media_sequence:
+        gap = tagged and seq == live.media_sequence
+        wrap = timeline_wraps and seq > 0 and is_timeline_start(seq, segment_seconds)
+        if gap or wrap:
             lines.append("#EXT-X-DISCONTINUITY")
+        if keys is not None:
+            current = f'#EXT-X-KEY:METHOD=AES-128,URI="{keys.uri(seq)}"'
+            if current != key_line:
+                lines.append(current)
+                key_line = current
         lines.append(
             f"#EXT-X-PROGRAM-DATE-TIME:{_program_date_time(segment_start(seq, segment_seconds))}"
         )
@@ -106,6 +133,7 @@ def render_multivariant_playlist(
     steering_uri: str,
     default_pathway: str,
     bandwidth_bps: int,
+    resolution: str = RESOLUTION,
 ) -> str:
     """The multivariant playlist: content steering, and one variant per pathway.
 
@@ -121,7 +149,7 @@ def render_multivariant_playlist(
     for variant in variants:
         lines.append(
             f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth_bps},CODECS="{CODECS}",'
-            f'RESOLUTION={RESOLUTION},PATHWAY-ID="{variant.pathway_id}"'
+            f'RESOLUTION={resolution},PATHWAY-ID="{variant.pathway_id}"'
         )
         lines.append(f"{variant.base_url}/live/{content_id}/{MEDIA_PLAYLIST}")
     return "\n".join(lines) + "\n"

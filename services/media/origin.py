@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from liveward.settings import Settings
 from liveward.topology import origin_port, pathway_id, pathways
@@ -37,6 +38,7 @@ from services.media.beats import (
     lag_status,
     manifest_key,
 )
+from services.media.encryption import KeyRotation, license_base_url
 from services.media.layout import (
     MASTER_PLAYLIST,
     MEDIA_PLAYLIST,
@@ -50,7 +52,7 @@ from services.media.manifest import (
     render_media_playlist,
     render_multivariant_playlist,
 )
-from services.media.packager import DUE_GRACE_S, window_of
+from services.media.packager import due_grace_s, window_of
 from services.media.runtime import Lifetime
 from services.media.segments import DECLARED_BITRATE_BPS, last_complete_segment
 from services.media.store import read_file
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 
 BEAT_INTERVAL_S = 1.0
 PLAYLIST_CACHE_CONTROL = b"max-age=1"
+# MPEG-TS packets and PES headers on top of the elementary streams' bitrates.
+TS_OVERHEAD = 1.1
 SEGMENT_CACHE_CONTROL = b"max-age=3600, immutable"
 
 
@@ -88,6 +92,8 @@ class Origin:
         self.store = region_store(settings, region)
         self.variants = [Variant(p.id, edge_url(settings, p.edge_port)) for p in pathways(settings)]
         self.default_pathway = pathway_id(region, settings.media.cdns[0])
+        self.encrypted = settings.media.source == "ffmpeg"
+        self.license_url = license_base_url(settings, region)
         self.metrics = ServerMetrics(f"origin-{region}")
 
     def app(self) -> object:
@@ -117,7 +123,7 @@ class Origin:
             self.variants,
             steering_uri=steering_uri(self.settings, content_id),
             default_pathway=self.default_pathway,
-            bandwidth_bps=DECLARED_BITRATE_BPS,
+            **self._variant_facts(),
         )
         return Reply(
             200,
@@ -135,16 +141,41 @@ class Origin:
             return error_reply(
                 404, "no-live-segments", f"{content_id} has no live segments in {self.region}"
             )
+        media = self.settings.media
+        keys = (
+            KeyRotation(
+                self.license_url,
+                content_id,
+                media.segment_seconds,
+                self.settings.keys.period_seconds,
+            )
+            if self.encrypted
+            else None
+        )
         body = render_media_playlist(
             window,
-            segment_seconds=self.settings.media.segment_seconds,
-            window=self.settings.media.playlist_segments,
+            segment_seconds=media.segment_seconds,
+            window=media.playlist_segments,
+            keys=keys,
+            timeline_wraps=self.encrypted,
         )
         return Reply(
             200,
             body.encode(),
             [(b"content-type", PLAYLIST_TYPE), (b"cache-control", PLAYLIST_CACHE_CONTROL)],
         )
+
+    def _variant_facts(self) -> dict[str, Any]:
+        """What the multivariant playlist declares: the real encoder's picture and
+        bitrate, or the stand-in's nominal ones."""
+        media = self.settings.media
+        if not self.encrypted:
+            return {"bandwidth_bps": DECLARED_BITRATE_BPS}
+        kbps = media.video_bitrate_kbps + media.audio_bitrate_kbps
+        return {
+            "bandwidth_bps": round(kbps * 1000 * TS_OVERHEAD),
+            "resolution": f"{media.video_width}x{media.video_height}",
+        }
 
     def segment(self, content_id: str, seq: int) -> Reply:
         data = read_file(segment_path(self.store, content_id, seq))
@@ -160,7 +191,8 @@ class Origin:
 
     def beat(self, publisher: StatePublisher, contents: tuple[str, ...], beat_seq: int) -> None:
         now = time.time()
-        due = last_complete_segment(now - DUE_GRACE_S, self.settings.media.segment_seconds)
+        media = self.settings.media
+        due = last_complete_segment(now - due_grace_s(media), media.segment_seconds)
         for content_id in contents:
             state = self.manifests.get(manifest_key(content_id, self.region))
             last = state.last_segment_seq if state is not None else -1

@@ -6,6 +6,9 @@ and package the same chunk into the same bytes, so they write the same file unde
 same name and fold it into the same window. Either can die without a gap; only when both
 are gone does the region's origin go stale. Each beats `IngestHealth` (role PACKAGER)
 every second, DEGRADED or FAILING when its input stops.
+
+This module packages the synthetic chunks; `ffmpeg_packager` packages a real encoder's
+chunks into encrypted HLS and shares `PackagerState` with it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from liveward.settings import Settings
+from liveward.settings import MediaSettings, Settings
 from services.media.beats import (
     HEALTH_TOPIC,
     MANIFEST_TOPIC,
@@ -37,9 +40,19 @@ POLL_INTERVAL_S = 0.05
 BEAT_INTERVAL_S = 1.0
 # A segment counts as due this long after its interval ends (time to receive and package).
 DUE_GRACE_S = 0.5
+# ffmpeg closes segment n only when chunk n + 1 arrives, one interval later; the encoder
+# adds its own latency on top.
+FFMPEG_EXTRA_GRACE_S = 1.0
 VIEW_READY_TIMEOUT_S = 15.0
 # Segments stay in the store for this many windows (players behind the live edge).
 KEEP_WINDOWS = 3
+
+
+def due_grace_s(media: MediaSettings) -> float:
+    """How long after its interval ends a segment is due from a healthy packager."""
+    if media.source == "ffmpeg":
+        return media.segment_seconds + FFMPEG_EXTRA_GRACE_S
+    return DUE_GRACE_S
 
 
 def window_of(state: PackagerManifestState | None) -> LiveWindow | None:
@@ -48,37 +61,111 @@ def window_of(state: PackagerManifestState | None) -> LiveWindow | None:
     return LiveWindow(state.media_sequence, state.last_segment_seq, state.discontinuity_sequence)
 
 
+class PackagerState:
+    """What one packager shares: the live window it folds each new segment into (on the
+    compacted topic) and its heartbeats."""
+
+    def __init__(
+        self, settings: Settings, region: str, name: str, contents: tuple[str, ...]
+    ) -> None:
+        self.media = settings.media
+        self.region = region
+        self.contents = contents
+        self.source_id = f"{region}/packager-{name}"
+        self.view: CompactedTopicView[PackagerManifestState] = CompactedTopicView(
+            settings, MANIFEST_TOPIC, PackagerManifestState
+        )
+        self.view.start()
+        # The window must continue from what the partner published, or a restarted
+        # packager would count a gap that never happened.
+        if not self.view.wait_ready(VIEW_READY_TIMEOUT_S):
+            log.warning(
+                "manifest state not read within %.0fs; continuing from own state",
+                VIEW_READY_TIMEOUT_S,
+            )
+        self.publisher = StatePublisher(settings)
+        self.own: dict[str, LiveWindow | None] = dict.fromkeys(contents)
+        self.produced_at_ms = dict.fromkeys(contents, 0)
+        self.beat_seq = 0
+        self.next_beat = time.time()
+
+    def last_produced(self, content_id: str) -> int:
+        mine = self.own[content_id]
+        return mine.last_segment_seq if mine is not None else -1
+
+    def fold(self, content_id: str, seq: int, now: float) -> LiveWindow:
+        """Fold segment seq (already in the store) into the shared window and publish it."""
+        mine = self.own[content_id]
+        shared = window_of(self.view.get(manifest_key(content_id, self.region)))
+        base = (
+            shared
+            if mine is None
+            or (shared is not None and shared.last_segment_seq >= mine.last_segment_seq)
+            else mine
+        )
+        window = advance_window(base, seq, self.media.playlist_segments)
+        self.own[content_id] = window
+        self.produced_at_ms[content_id] = int(now * 1000)
+        self.publisher.offer(
+            f"manifest|{content_id}",
+            MANIFEST_TOPIC,
+            manifest_event(
+                region=self.region,
+                content_id=content_id,
+                packager_id=self.source_id,
+                media_sequence=window.media_sequence,
+                last_segment_seq=window.last_segment_seq,
+                discontinuity_sequence=window.discontinuity_sequence,
+                target_duration_ms=round(self.media.segment_seconds * 1000),
+                segment_count=window.segment_count,
+            ),
+        )
+        return window
+
+    def beat_if_due(self, now: float) -> None:
+        """One heartbeat per content each BEAT_INTERVAL_S, its status from the lag."""
+        if now < self.next_beat:
+            return
+        due = last_complete_segment(now - due_grace_s(self.media), self.media.segment_seconds)
+        for content_id in self.contents:
+            last = self.last_produced(content_id)
+            self.publisher.offer(
+                f"health|{content_id}",
+                HEALTH_TOPIC,
+                health_event(
+                    region=self.region,
+                    source_id=self.source_id,
+                    role=IngestRole.PACKAGER,
+                    content_id=content_id,
+                    beat_seq=self.beat_seq,
+                    last_segment_seq=last,
+                    last_segment_at_ms=self.produced_at_ms[content_id],
+                    status=lag_status(due, last),
+                ),
+            )
+        self.beat_seq += 1
+        self.next_beat = max(self.next_beat + BEAT_INTERVAL_S, now)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.view.close()
+
+
 def run_packager(
     settings: Settings, region: str, name: str, contents: tuple[str, ...], lifetime: Lifetime
 ) -> None:
     """Package every segment interval's chunk and beat, until the lifetime ends."""
     store = region_store(settings, region)
     media = settings.media
-    source_id = f"{region}/packager-{name}"
-    writer = source_id.replace("/", "-")
-    view: CompactedTopicView[PackagerManifestState] = CompactedTopicView(
-        settings, MANIFEST_TOPIC, PackagerManifestState
-    )
-    view.start()
-    # The window must continue from what the partner published, or a restarted packager
-    # would count a gap that never happened.
-    if not view.wait_ready(VIEW_READY_TIMEOUT_S):
-        log.warning(
-            "manifest state not read within %.0fs; continuing from own state", VIEW_READY_TIMEOUT_S
-        )
-    publisher = StatePublisher(settings)
-    own: dict[str, LiveWindow | None] = dict.fromkeys(contents)
-    produced_at_ms = dict.fromkeys(contents, 0)
-    beat_seq = 0
-    next_beat = time.time()
-    log.info("packager %s packaging %s", source_id, ", ".join(contents))
+    state = PackagerState(settings, region, name, contents)
+    writer = state.source_id.replace("/", "-")
+    log.info("packager %s packaging %s", state.source_id, ", ".join(contents))
     try:
         while lifetime.alive():
             now = time.time()
             newest = last_complete_segment(now, media.segment_seconds)
             for content_id in contents:
-                mine = own[content_id]
-                if mine is not None and mine.last_segment_seq >= newest:
+                if state.last_produced(content_id) >= newest:
                     continue
                 chunk = read_file(chunk_path(store, content_id, newest))
                 if chunk is None:
@@ -86,58 +173,14 @@ def run_packager(
                 publish_file(
                     segment_path(store, content_id, newest), package_segment(chunk), writer=writer
                 )
-                shared = window_of(view.get(manifest_key(content_id, region)))
-                base = (
-                    shared
-                    if mine is None
-                    or (shared is not None and shared.last_segment_seq >= mine.last_segment_seq)
-                    else mine
-                )
-                window = advance_window(base, newest, media.playlist_segments)
-                own[content_id] = window
-                produced_at_ms[content_id] = int(now * 1000)
-                publisher.offer(
-                    f"manifest|{content_id}",
-                    MANIFEST_TOPIC,
-                    manifest_event(
-                        region=region,
-                        content_id=content_id,
-                        packager_id=source_id,
-                        media_sequence=window.media_sequence,
-                        last_segment_seq=window.last_segment_seq,
-                        discontinuity_sequence=window.discontinuity_sequence,
-                        target_duration_ms=round(media.segment_seconds * 1000),
-                        segment_count=window.segment_count,
-                    ),
-                )
+                state.fold(content_id, newest, now)
                 prune_numbered(
                     segment_dir(store, content_id),
                     "seg-",
                     ".ts",
                     newest - KEEP_WINDOWS * media.playlist_segments,
                 )
-            if now >= next_beat:
-                due = last_complete_segment(now - DUE_GRACE_S, media.segment_seconds)
-                for content_id in contents:
-                    mine = own[content_id]
-                    last = mine.last_segment_seq if mine is not None else -1
-                    publisher.offer(
-                        f"health|{content_id}",
-                        HEALTH_TOPIC,
-                        health_event(
-                            region=region,
-                            source_id=source_id,
-                            role=IngestRole.PACKAGER,
-                            content_id=content_id,
-                            beat_seq=beat_seq,
-                            last_segment_seq=last,
-                            last_segment_at_ms=produced_at_ms[content_id],
-                            status=lag_status(due, last),
-                        ),
-                    )
-                beat_seq += 1
-                next_beat = max(next_beat + BEAT_INTERVAL_S, now)
+            state.beat_if_due(now)
             lifetime.wait(POLL_INTERVAL_S)
     finally:
-        publisher.close()
-        view.close()
+        state.close()

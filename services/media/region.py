@@ -70,6 +70,7 @@ class RegionProcesses:
         contents: Sequence[str] = (DEFAULT_CONTENT,),
         lifetime_s: float | None = None,
         playlist_ttl_s: float = PLAYLIST_TTL_S,
+        epochs_topic: str | None = None,
     ) -> None:
         if region not in settings.regions:
             raise RegionError(
@@ -79,6 +80,7 @@ class RegionProcesses:
         self.settings = settings
         self.region = region
         self.contents = tuple(contents)
+        self.epochs_topic = epochs_topic
         self.members = self._plan(lifetime_s, playlist_ttl_s)
 
     def _plan(self, lifetime_s: float | None, playlist_ttl_s: float) -> list[Member]:
@@ -101,7 +103,8 @@ class RegionProcesses:
             )
 
         members = [member("ingest", ["ingest"])]
-        members += [member(f"packager-{n}", ["packager", "--name", n]) for n in PACKAGERS]
+        keys = [] if self.epochs_topic is None else ["--epochs-topic", self.epochs_topic]
+        members += [member(f"packager-{n}", ["packager", "--name", n, *keys]) for n in PACKAGERS]
         members.append(member("origin", ["origin"], origin_port(self.settings, self.region)))
         for path in pathways(self.settings):
             if path.region == self.region:
@@ -204,9 +207,12 @@ class RegionProcesses:
         count = sum(1 for line in lines if line and not line.startswith("#"))
         if sequence is None or count == 0:
             return False
-        newest = last_complete_segment(time.time(), self.settings.media.segment_seconds)
-        enough = min(READY_SEGMENTS, self.settings.media.playlist_segments)
-        return sequence + count - 1 >= newest - 1 and count >= enough
+        media = self.settings.media
+        newest = last_complete_segment(time.time(), media.segment_seconds)
+        # ffmpeg finishes a segment only when the next chunk arrives: one more behind.
+        behind = 2 if media.source == "ffmpeg" else 1
+        enough = min(READY_SEGMENTS, media.playlist_segments)
+        return sequence + count - 1 >= newest - behind and count >= enough
 
 
 def regions_of(
@@ -215,10 +221,13 @@ def regions_of(
     *,
     contents: Sequence[str] = (DEFAULT_CONTENT,),
     lifetime_s: float | None = None,
+    epochs_topic: str | None = None,
 ) -> list[RegionProcesses]:
     """RegionProcesses for the named regions (default: every configured region)."""
     return [
-        RegionProcesses(settings, region, contents=contents, lifetime_s=lifetime_s)
+        RegionProcesses(
+            settings, region, contents=contents, lifetime_s=lifetime_s, epochs_topic=epochs_topic
+        )
         for region in (regions or settings.regions)
     ]
 
@@ -243,12 +252,17 @@ def running_regions(
     contents: Sequence[str] = (DEFAULT_CONTENT,),
     lifetime_s: float | None = None,
     ready_timeout: float = READY_TIMEOUT_S,
+    epochs_topic: str | None = None,
 ) -> Iterator[list[RegionProcesses]]:
     """Every process of the given regions up for the block, then stopped by PID, pass or fail.
 
-    The topics must exist (`apply_topics`) and Kafka must be reachable.
+    The topics must exist (`apply_topics`) and Kafka must be reachable. With
+    `media.source="ffmpeg"` a key epoch must be in force on `epochs_topic` (default
+    `keys.epochs`), or the packagers have no key to encrypt with and never get ready.
     """
-    started = regions_of(settings, regions, contents=contents, lifetime_s=lifetime_s)
+    started = regions_of(
+        settings, regions, contents=contents, lifetime_s=lifetime_s, epochs_topic=epochs_topic
+    )
     try:
         start_all(started, ready_timeout=ready_timeout)
         yield started

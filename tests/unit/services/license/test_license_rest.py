@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fastapi.testclient import TestClient
 
+from services.keys.epochs import build_key_epoch, new_master_key
 from services.license.clearkey import b64url, b64url_decode
 from streams.events import LicenseDecision, LicenseIssued, TokenUsed, UseDecision
 from tests.unit.services.license.conftest import (
@@ -19,7 +20,9 @@ from tests.unit.services.license.conftest import (
     HOME_IP,
     HOME_IP_2,
     P0,
+    PERIOD_MS,
     PERIOD_S,
+    T0_MS,
     TOR_IP,
     LicenseWorld,
 )
@@ -373,3 +376,32 @@ def test_license_routes_are_counted_in_the_edge_request_metrics(
         'liveward_http_requests_total{route="/v1/keys/{content_id:path}/{period}",'
         'service="license",status="200"} 1.0' in text
     )
+
+
+def test_the_first_epochs_earlier_periods_stay_answerable_within_the_grace(
+    world: LicenseWorld, client: TestClient
+) -> None:
+    # A fresh system: the first epoch (10-s periods) began at T0, 15 s ago; a player
+    # behind the live edge still needs its first period's key.
+    world.keys.remove("epoch-1")
+    world.keys.add(
+        build_key_epoch(
+            master_key=new_master_key(),
+            epoch_id="epoch-short",
+            started_at=T0_MS,
+            period_seconds=10,
+            emergency=False,
+            keks={"eu-west": world.keys._keks},  # the region's own KEK
+            emitted_by="eu-west",
+            event_id="event-epoch-short",
+            occurred_at=T0_MS - PERIOD_MS,
+        )
+    )
+    world.clock.now = T0_MS / 1000 + 15
+    first = T0_MS // 10_000
+    token = world.token()
+    answered = client.get(f"/v1/keys/sports/final/{first}", headers=_headers(token))
+    assert answered.status_code == 200, answered.text
+    assert answered.content == world.key(first).key
+    before = client.get(f"/v1/keys/sports/final/{first - 1}", headers=_headers(token))
+    _refused(before, 404, "unknown-period")
