@@ -41,6 +41,7 @@ class RunState:
     licenses_refused: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     killed: tuple[str, float] | None = None
+    undecodable: int = 0  # records the display could not read (the worker dead-letters them)
 
     def players_now(self, pathway: str, now: float) -> int:
         return sum(1 for seen in self.pathway_sessions.get(pathway, {}).values() if now - seen < 3)
@@ -227,6 +228,7 @@ class _Watcher(threading.Thread):
 
         from streams.codec import default_codec
         from streams.consumer import consumer_config
+        from streams.errors import StreamsError
 
         codec = default_codec()
         since_ms = int(self._state.started * 1000) - 5_000
@@ -239,7 +241,14 @@ class _Watcher(threading.Thread):
                         continue
                     if message.timestamp()[1] < since_ms and message.topic() != "control.steering":
                         continue
-                    self._apply(message.topic() or "", codec.decode(message.value() or b""))
+                    try:
+                        event = codec.decode(message.value() or b"")
+                    except StreamsError:
+                        # The worker dead-letters it; the display must not die on it.
+                        with self._state.lock:
+                            self._state.undecodable += 1
+                        continue
+                    self._apply(message.topic() or "", event)
         finally:
             consumer.close()
 
@@ -439,6 +448,8 @@ def _render(
             facts.add_row(f"ClickHouse {table}", f"{count:,} rows")
         letters = ", ".join(f"{r}: {n}" for r, n in state.dead_letters.items()) or "0"
         facts.add_row("dead letters", letters)
+        if state.undecodable:
+            facts.add_row("records the display could not read", str(state.undecodable))
     title = phase or f"live event: {min(elapsed, duration):.0f}/{duration:.0f} s"
     return Panel(Group(paths, facts), title=f"liveward run — {title}")
 
