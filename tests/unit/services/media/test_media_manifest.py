@@ -5,6 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.media.encoding import slots_per_timeline
+from services.media.encryption import KeyRotation
 from services.media.manifest import (
     LiveWindow,
     Variant,
@@ -139,3 +141,53 @@ def test_the_multivariant_playlist_steers_between_every_pathway() -> None:
     assert len(infs) == 2
     assert 'PATHWAY-ID="us-east.cdn-a"' in lines[infs[1]]
     assert lines[infs[1] + 1] == "http://127.0.0.1:8202/live/match/media.m3u8"
+
+
+KEYS = KeyRotation("http://127.0.0.1:8082", "match", 2.0, 10)
+
+
+def key_lines(playlist: str) -> list[tuple[int, str]]:
+    """(index of the segment that follows, URI) of every EXT-X-KEY, in order."""
+    found = []
+    segments = 0
+    for line in playlist.splitlines():
+        if line.startswith("#EXT-X-KEY:"):
+            found.append((segments, line))
+        elif line and not line.startswith("#"):
+            segments += 1
+    return found
+
+
+def test_encrypted_playlists_name_a_key_at_the_top_and_at_every_period_change() -> None:
+    # Segments 103..108 of 2 s: 103, 104 in period 20 (200..210 s), 105..108 in period 21.
+    playlist = render_media_playlist(
+        LiveWindow(103, 108, 0), segment_seconds=2.0, window=W, keys=KEYS
+    )
+    assert key_lines(playlist) == [
+        (0, '#EXT-X-KEY:METHOD=AES-128,URI="http://127.0.0.1:8082/v1/keys/match/20"'),
+        (2, '#EXT-X-KEY:METHOD=AES-128,URI="http://127.0.0.1:8082/v1/keys/match/21"'),
+    ]
+    # No IV attribute: a player then uses each segment's media sequence, as ffmpeg did.
+    assert "IV=" not in playlist
+    plain = render_media_playlist(LiveWindow(103, 108, 0), segment_seconds=2.0, window=W)
+    assert key_lines(plain) == []
+
+
+def test_a_new_timeline_is_a_discontinuity_counted_once_it_left_the_window() -> None:
+    day = slots_per_timeline(2.0)
+    listed = render_media_playlist(
+        LiveWindow(day - 2, day + 3, 0), segment_seconds=2.0, window=W, timeline_wraps=True
+    )
+    lines = listed.splitlines()
+    assert lines.count("#EXT-X-DISCONTINUITY") == 1
+    tag = lines.index("#EXT-X-DISCONTINUITY")
+    assert next(x for x in lines[tag:] if not x.startswith("#")) == f"seg-{day}.ts"
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:0" in lines
+    gone = render_media_playlist(
+        LiveWindow(day + 1, day + 6, 0), segment_seconds=2.0, window=W, timeline_wraps=True
+    )
+    assert "#EXT-X-DISCONTINUITY" not in gone.splitlines()
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:1" in gone.splitlines()
+    # Synthetic media keeps one timeline: no tag at the wrap.
+    same = render_media_playlist(LiveWindow(day - 2, day + 3, 0), segment_seconds=2.0, window=W)
+    assert "#EXT-X-DISCONTINUITY" not in same.splitlines()
