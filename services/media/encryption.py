@@ -16,9 +16,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 from liveward.settings import MediaSettings, Settings
 from liveward.topology import instance_port
-from services.media.segments import segment_start
+from services.media.segments import TS_SYNC, segment_start
 
 # What the packager's ffmpeg names its segments (media sequence = slot).
 PACKAGED_NAME = re.compile(r"^out-(\d{1,12})\.ts$")
@@ -127,3 +129,12 @@ def packaged_seq(name: str) -> int | None:
 def is_encrypted_segment(body: bytes) -> bool:
     """True if body can be an AES-128-CBC encrypted segment (PKCS#7: whole blocks)."""
     return len(body) > 0 and len(body) % AES_BLOCK == 0
+
+
+def decrypts_to_transport_stream(body: bytes, key: bytes, seq: int) -> bool:
+    """True if the first block of an encrypted segment, under key and IV = seq, starts
+    an MPEG-TS packet: one AES block of work, however large the segment."""
+    if not is_encrypted_segment(body):
+        return False
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(seq.to_bytes(AES_BLOCK, "big"))).decryptor()
+    return decryptor.update(body[:AES_BLOCK])[0] == TS_SYNC

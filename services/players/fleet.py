@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urljoin
 
 from liveward.settings import Settings
 from liveward.topology import pathways, split_pathway
+from services.media.encryption import decrypts_to_transport_stream, is_encrypted_segment
 from services.media.errors import HttpFailure
 from services.media.http11 import HttpClient
 from services.media.layout import MASTER_PLAYLIST, live_path
@@ -75,6 +76,10 @@ class FleetConfig:
     bridge_url: str | None = None
     telemetry_flush_s: float = 1.0
     max_connections_per_host: int = 256
+    # A playback token for encrypted (ffmpeg) media: the fleet then fetches each key once
+    # and checks every segment's first block decrypts to MPEG-TS. Without one, encrypted
+    # segments are checked by shape only (whole AES blocks).
+    key_token: str | None = None
 
 
 def entry_urls(settings: Settings, content_id: str) -> tuple[str, ...]:
@@ -181,6 +186,33 @@ class TelemetrySender:
         return 0.0
 
 
+class SegmentKeys:
+    """The AES-128 keys of encrypted segments, fetched once per key URI for the whole
+    fleet with a playback token."""
+
+    def __init__(self, client: HttpClient, token: str, timeout: float) -> None:
+        self._client = client
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = timeout
+        self._keys: dict[str, asyncio.Task[bytes]] = {}
+
+    async def key(self, uri: str) -> bytes:
+        """The key behind uri; RequestFailed (`key-...`) when the license service refuses."""
+        task = self._keys.get(uri)
+        if task is None or (task.done() and task.exception() is not None):
+            task = self._keys[uri] = asyncio.ensure_future(self._fetch(uri))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, uri: str) -> bytes:
+        try:
+            response = await self._client.get(uri, headers=self._headers, timeout=self._timeout)
+        except HttpFailure as exc:
+            raise RequestFailed(f"key-{exc.reason}") from exc
+        if response.status != 200 or len(response.body) != 16:
+            raise RequestFailed(f"key-http-{response.status}")
+        return response.body
+
+
 class Player:
     """One simulated viewer."""
 
@@ -191,9 +223,11 @@ class Player:
         client: HttpClient,
         telemetry: TelemetrySender | None,
         clock: Clock,
+        keys: SegmentKeys | None = None,
     ) -> None:
         self.index = index
         self.config = config
+        self.keys = keys
         self.client = client
         self.telemetry = telemetry
         self.clock = clock
@@ -401,7 +435,12 @@ class Player:
         except RequestFailed as exc:
             await self._fail(exc.reason, end_at)
             return
-        if not is_segment_of(body, self.config.content_id, seq):
+        try:
+            genuine = await self._genuine(body, playlist, seq)
+        except RequestFailed as exc:
+            await self._fail(exc.reason, end_at)
+            return
+        if not genuine:
             await self._fail("corrupt-segment", end_at)
             return
         now = self.clock()
@@ -420,6 +459,16 @@ class Player:
         self.segments.add(seq, pathway, now)
         self.next_seq = seq + 1
         self._report_segment(pathway, playlist.duration(seq), seq, starting)
+
+    async def _genuine(self, body: bytes, playlist: MediaPlaylist, seq: int) -> bool:
+        """True if body is segment seq: its label in the clear, or for an encrypted
+        segment whole AES blocks (and, with keys, a first block that decrypts to MPEG-TS)."""
+        key_uri = playlist.key_uri(seq)
+        if key_uri is None:
+            return is_segment_of(body, self.config.content_id, seq)
+        if self.keys is None:
+            return is_encrypted_segment(body)
+        return decrypts_to_transport_stream(body, await self.keys.key(key_uri), seq)
 
     # -- telemetry -------------------------------------------------------------------------
 
@@ -502,10 +551,15 @@ async def run_fleet(config: FleetConfig, *, clock: Clock = time.time) -> FleetRe
     end_at = started_at + config.duration_s
     stop = asyncio.Event()
     sender = asyncio.create_task(telemetry.run(stop)) if telemetry is not None else None
+    keys = (
+        SegmentKeys(client, config.key_token, config.request_timeout_s)
+        if config.key_token
+        else None
+    )
 
     async def one(index: int) -> PlayerReport:
         await asyncio.sleep(config.ramp_s * index / max(1, config.count))
-        return await Player(index, config, client, telemetry, clock).run(end_at)
+        return await Player(index, config, client, telemetry, clock, keys).run(end_at)
 
     try:
         reports = await asyncio.gather(*(one(i) for i in range(config.count)))

@@ -16,6 +16,7 @@ from services.players.errors import PlaylistError
 
 STEERING_TAG = "#EXT-X-CONTENT-STEERING:"
 STREAM_INF_TAG = "#EXT-X-STREAM-INF:"
+KEY_TAG = "#EXT-X-KEY:"
 
 
 def attributes(text: str) -> dict[str, str]:
@@ -82,13 +83,15 @@ def parse_multivariant(text: str, base_url: str) -> Multivariant:
 
 @dataclass(frozen=True, slots=True)
 class MediaPlaylist:
-    """A live window: segment URIs by sequence number, all of one duration per segment."""
+    """A live window: segment URIs by sequence number, all of one duration per segment,
+    and the AES-128 key URI each segment is encrypted under (None: in the clear)."""
 
     target_duration: float
     media_sequence: int
     uris: tuple[str, ...]
     durations: tuple[float, ...]
     ended: bool = False
+    key_uris: tuple[str | None, ...] = ()
 
     @property
     def first_seq(self) -> int:
@@ -107,6 +110,22 @@ class MediaPlaylist:
     def duration(self, seq: int) -> float:
         return self.durations[seq - self.media_sequence]
 
+    def key_uri(self, seq: int) -> str | None:
+        index = seq - self.media_sequence
+        return self.key_uris[index] if index < len(self.key_uris) else None
+
+
+def key_of(text: str) -> str | None:
+    """The key URI an `EXT-X-KEY` attribute list names: None for METHOD=NONE. Only
+    AES-128 with the IV left to the media sequence is understood."""
+    attrs = attributes(text)
+    method = attrs.get("METHOD")
+    if method == "NONE":
+        return None
+    if method != "AES-128" or "URI" not in attrs or "IV" in attrs:
+        raise PlaylistError(f"unsupported EXT-X-KEY {text[:80]}", reason="unsupported-key")
+    return attrs["URI"]
+
 
 def parse_media_playlist(text: str) -> MediaPlaylist:
     lines = text.splitlines()
@@ -118,6 +137,8 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
     durations: list[float] = []
     pending: float | None = None
     ended = False
+    key: str | None = None
+    keys: list[str | None] = []
     try:
         for raw in lines[1:]:
             line = raw.strip()
@@ -131,6 +152,8 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
                 pending = float(line[8:].split(",", 1)[0])
             elif line == "#EXT-X-ENDLIST":
                 ended = True
+            elif line.startswith(KEY_TAG):
+                key = key_of(line[len(KEY_TAG) :])
             elif not line.startswith("#"):
                 if pending is None:
                     raise PlaylistError(
@@ -138,6 +161,7 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
                     )
                 uris.append(line)
                 durations.append(pending)
+                keys.append(key)
                 pending = None
     except ValueError as exc:
         raise PlaylistError(
@@ -145,7 +169,7 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
         ) from exc
     if target is None:
         raise PlaylistError("no EXT-X-TARGETDURATION", reason="malformed-media-playlist")
-    return MediaPlaylist(target, sequence, tuple(uris), tuple(durations), ended)
+    return MediaPlaylist(target, sequence, tuple(uris), tuple(durations), ended, tuple(keys))
 
 
 @dataclass(frozen=True, slots=True)

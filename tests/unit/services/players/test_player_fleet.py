@@ -7,12 +7,16 @@ the wall clock, a steering manifest whose priority the test flips, and a telemet
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import orjson
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.padding import PKCS7
 
+from services.media.encryption import KeyRotation, key_period
 from services.media.manifest import (
     LiveWindow,
     Variant,
@@ -36,6 +40,11 @@ class StandIn:
     frozen: dict[str, int] = field(default_factory=dict)
     telemetry: list[str] = field(default_factory=list)
     port: int = 0
+    # Encrypted segments (AES-128, IV = sequence) under a key per 10-s period, or None.
+    keys: dict[int, bytes] | None = None
+    key_requests: list[str] = field(default_factory=list)
+    # Encrypt under the next period's key: the first block then is no MPEG-TS packet.
+    wrong_key: bool = False
 
     def base(self, pathway: str) -> str:
         return f"http://127.0.0.1:{self.port}/{pathway}"
@@ -48,6 +57,9 @@ class StandIn:
         if path == "/telemetry":
             self.telemetry.extend(body.decode().splitlines())
             return 202, b""
+        if path.startswith("/v1/keys/") and self.keys is not None:
+            self.key_requests.append(path)
+            return 200, self.keys.setdefault(int(path.rsplit("/", 1)[1]), os.urandom(16))
         _, pathway, _, content, name = path.split("/")
         if pathway in self.failing:
             return 503, b"down"
@@ -63,10 +75,20 @@ class StandIn:
         if name == "media.m3u8":
             last = self.frozen.get(pathway, last_complete_segment(time.time(), SEGMENT_S))
             window = LiveWindow(last - 5, last, 0)
-            text = render_media_playlist(window, segment_seconds=SEGMENT_S, window=6)
+            rotation = KeyRotation(f"http://127.0.0.1:{self.port}", content, SEGMENT_S, 10)
+            text = render_media_playlist(
+                window,
+                segment_seconds=SEGMENT_S,
+                window=6,
+                keys=rotation if self.keys is not None else None,
+            )
             return 200, text.encode()
         seq = int(name.removeprefix("seg-").removesuffix(".ts"))
-        return 200, package_segment(ingest_chunk(content, seq))
+        segment = package_segment(ingest_chunk(content, seq))
+        if self.keys is None:
+            return 200, segment
+        period = key_period(seq, SEGMENT_S, 10) + (1 if self.wrong_key else 0)
+        return 200, encrypt(self.keys.setdefault(period, os.urandom(16)), seq, segment)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -94,11 +116,20 @@ class StandIn:
             writer.close()
 
 
+def encrypt(key: bytes, seq: int, segment: bytes) -> bytes:
+    """AES-128-CBC with PKCS#7 and IV = the media sequence, as ffmpeg's HLS muxer does."""
+    padder = PKCS7(128).padder()
+    padded = padder.update(segment) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(seq.to_bytes(16, "big"))).encryptor()
+    return encryptor.update(padded) + encryptor.finalize()
+
+
 async def play(
     stand_in: StandIn,
     *,
     players: int,
     duration: float,
+    key_token: str | None = None,
     bridge: bool = False,
     at: float = 1.0,
     change=None,
@@ -120,6 +151,7 @@ async def play(
         steering_retry_s=0.5,
         bridge_url=f"http://127.0.0.1:{stand_in.port}/telemetry" if bridge else None,
         telemetry_flush_s=0.2,
+        key_token=key_token,
     )
     changed_at = 0.0
 
@@ -194,3 +226,24 @@ def test_a_playlist_that_stops_moving_is_abandoned_with_its_sibling_cdn() -> Non
     assert moved is not None
     # Two target durations without a new segment, plus a reload interval: once, not twice.
     assert moved < 2 * TARGET_S + TARGET_S + 0.5
+
+
+def test_encrypted_segments_decrypt_with_keys_fetched_once_for_the_whole_fleet() -> None:
+    stand_in = StandIn(keys={})
+    result, _ = asyncio.run(play(stand_in, players=20, duration=2.0, key_token="t"))
+    assert result.summary().errors_by_reason == {}, result.summary().errors_by_reason
+    assert all(len(report.segments) > 0 for report in result.reports)
+    # One request per key period for twenty players (a boundary may add one).
+    assert 1 <= len(stand_in.key_requests) <= 2
+
+
+def test_a_segment_under_the_wrong_key_is_corrupt_and_without_keys_is_checked_by_shape() -> None:
+    wrong = StandIn(keys={}, wrong_key=True)
+    result, _ = asyncio.run(play(wrong, players=3, duration=1.5, key_token="t"))
+    assert result.summary().errors_by_reason.get("corrupt-segment", 0) > 0
+    # Without a token players cannot decrypt: whole AES blocks is all they can check.
+    shape_only = StandIn(keys={}, wrong_key=True)
+    result, _ = asyncio.run(play(shape_only, players=3, duration=1.5))
+    assert result.summary().errors_by_reason == {}
+    assert sum(len(report.segments) for report in result.reports) > 0
+    assert shape_only.key_requests == []
