@@ -4,11 +4,13 @@ end-to-end latency from producing a sample to its window's aggregate row in Clic
 Everything runs on a broker of the bench's own (its own ports and state directory), so
 the worker it starts, with every agent, touches nobody's topics or consumer groups.
 
-Throughput: `events` samples are produced first; then `liveward worker` starts and the
-bench reads the worker's partials topic, whose records say how many samples each one
-summarised. The worker's rate is samples over the time between its first and its last
-partial (Kafka timestamps), so its start-up is not counted. The baseline reads the same
-records with a plain confluent-kafka consumer and decodes each with the Avro codec.
+Throughput: `events` samples are produced first, as the bridge writes them: requests of
+`REQUEST_SAMPLES` samples, each a `QoETelemetryBatch` record per partition. Then
+`liveward worker` starts and the bench reads the worker's partials topic, whose records
+say how many samples each one summarised. The worker's rate is samples over the time
+between its first and its last partial (Kafka timestamps), so its start-up is not
+counted. The baselines read the same records with a plain confluent-kafka consumer that
+decodes every sample with the Avro codec, and with a Faust agent that only takes them.
 
 Latency: with the worker and the analytics sink (embedded chdb) running, samples are
 produced at a steady rate with the current time. A window can only close once the
@@ -45,15 +47,21 @@ from streams.consumer import consumer_config
 from streams.events import QoETelemetrySample
 from streams.meta import new_event_id, now_ms
 from streams.producer import producer_config
+from streams.telemetry import batches_of, decode_samples
 from streams.topics import apply_topics
 
 TELEMETRY = "qoe.telemetry"
 PARTIALS = f"{APP_ID}-qoe-partials"
+# The latency run offers its samples as one bridge request this often.
+OFFER_INTERVAL_S = 0.05
+# Samples per simulated bridge request (the telemetry bench's JSON batch size).
+REQUEST_SAMPLES = 500
 
 
 @dataclass(frozen=True, slots=True)
 class AggregationResult:
     events: int
+    records: int
     worker_seconds: float
     raw_seconds: float
     window_ms: int
@@ -61,7 +69,8 @@ class AggregationResult:
     # Per window: from its end to its row in ClickHouse, ms.
     latencies_ms: tuple[float, ...]
     latency_rate: int
-    # A Faust agent that only takes batches of the same records: the framework's ceiling.
+    # A Faust agent that only takes batches of the same records: the framework's ceiling
+    # (seconds for all `records`, which hold the `events` samples).
     bare_faust_seconds: float | None = None
 
     @property
@@ -94,12 +103,13 @@ class SampleSource:
         self._viewers = [hashlib.sha256(f"bench-{v}".encode()).hexdigest() for v in range(viewers)]
         self._n = 0
 
-    def sample(self, at_ms: int) -> QoETelemetrySample:
+    def sample(self, at_ms: int, received_ms: int | None = None) -> QoETelemetrySample:
+        """A sample taken at at_ms, received by a bridge at received_ms (default at_ms)."""
         self._n += 1
         v = self._n % len(self._viewers)
         return QoETelemetrySample(
             event_id=new_event_id(),
-            occurred_at=at_ms,
+            occurred_at=at_ms if received_ms is None else received_ms,
             region="eu-west",
             session_ref=self._viewers[v][:32],
             viewer_pseudonym=self._viewers[v],
@@ -119,19 +129,28 @@ class SampleSource:
         )
 
 
-def produce(settings: Settings, records: Iterator[bytes]) -> int:
-    """Produce encoded samples as fast as the producer takes them; how many."""
+def request_records(samples: list[QoETelemetrySample]) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the batches one bridge request of these samples writes."""
+    codec = default_codec()
+    spec = CATALOG[TELEMETRY]
+    return [
+        (spec.key_of(batch), codec.encode(batch)) for batch in batches_of(samples, spec.partitions)
+    ]
+
+
+def produce(settings: Settings, records: Iterator[tuple[bytes, bytes]]) -> int:
+    """Produce encoded (key, value) records as fast as the producer takes them; how many."""
     producer = Producer(producer_config(settings))
     count = 0
-    for value in records:
+    for key, value in records:
         while True:
             try:
-                producer.produce(TELEMETRY, value=value, key=str(count).encode())
+                producer.produce(TELEMETRY, value=value, key=key)
                 break
             except BufferError:
                 producer.poll(0.05)
         count += 1
-        if count % 10_000 == 0:
+        if count % 1_000 == 0:
             producer.poll(0)
     producer.flush(60)
     return count
@@ -150,8 +169,7 @@ def raw_consume_and_decode(settings: Settings, events: int) -> float:
             for message in consumer.consume(10_000, timeout=1.0):
                 value = message.value()
                 if message.error() is None and value is not None:
-                    codec.decode_as(value, QoETelemetrySample)
-                    seen += 1
+                    seen += len(decode_samples(codec, value))
     finally:
         consumer.close()
     return time.perf_counter() - started
@@ -183,14 +201,17 @@ def worker_rate_window(settings: Settings, events: int, timeout: float) -> float
 
 
 def offer_samples(settings: Settings, rate: int, stop_at: float) -> None:
-    """Produce samples stamped with the current time at `rate` per second until stop_at."""
+    """Produce samples stamped with the current time at `rate` per second until stop_at,
+    as one bridge request every `OFFER_INTERVAL_S`."""
     source = SampleSource(viewers=400)
-    codec = default_codec()
     producer = Producer(producer_config(settings))
-    interval = 1.0 / rate
+    interval = OFFER_INTERVAL_S
+    per_request = max(1, round(rate * interval))
     next_at = time.monotonic()
     while next_at < stop_at:
-        producer.produce(TELEMETRY, value=codec.encode(source.sample(now_ms())))
+        at = now_ms()
+        for key, value in request_records([source.sample(at) for _ in range(per_request)]):
+            producer.produce(TELEMETRY, key=key, value=value)
         producer.poll(0)
         next_at += interval
         delay = next_at - time.monotonic()
@@ -216,12 +237,12 @@ def running_worker(settings: Settings) -> Iterator[ManagedProcess]:
         process.stop()
 
 
-def bare_faust(settings: Settings, events: int, timeout: float = 600) -> float | None:
-    """Seconds a Faust agent doing nothing but `take_events` needs for `events` records."""
+def bare_faust(settings: Settings, records: int, timeout: float = 600) -> float | None:
+    """Seconds a Faust agent doing nothing but `take_events` needs for `records` records."""
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "bench.aggregation", str(events)],
+        [sys.executable, "-m", "bench.aggregation", str(records)],
         env={**os.environ, **settings.as_env()},
         capture_output=True,
         text=True,
@@ -237,7 +258,7 @@ def _bare_faust_main(events: int) -> None:
     """The bare agent: same broker settings and batch size as the QoE agent, no work."""
     import faust
 
-    from processors.agents.qoe import BATCH_WITHIN_S, SAMPLE_BATCH
+    from processors.agents.qoe import BATCH_WITHIN_S, RECORD_BATCH
 
     settings = load_settings()
     datadir = settings.state_dir / "faust" / "bench-bare"
@@ -262,7 +283,7 @@ def _bare_faust_main(events: int) -> None:
     @app.agent(topic)
     async def take(stream: object) -> None:
         nonlocal seen, started
-        async for batch in stream.take_events(SAMPLE_BATCH, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
+        async for batch in stream.take_events(RECORD_BATCH, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
             # From the first batch, like the worker's figure: start-up is not counted.
             if started is None:
                 started = time.perf_counter()
@@ -332,12 +353,20 @@ def run_aggregation_bench(
     try:
         apply_topics(settings)
         source = SampleSource()
-        codec = default_codec()
-        # 20 samples per ms of event time, all well before the latency run starts.
+        # 20 samples per ms of event time, all well before the latency run starts; a
+        # request holds the samples of REQUEST_SAMPLES / 20 ms.
         base = now_ms() - events // 20 - 120_000
-        produce(settings, (codec.encode(source.sample(base + i // 20)) for i in range(events)))
+
+        def requests() -> Iterator[tuple[bytes, bytes]]:
+            for first in range(0, events, REQUEST_SAMPLES):
+                count = min(REQUEST_SAMPLES, events - first)
+                received = base + (first + count) // 20
+                samples = [source.sample(base + (first + i) // 20, received) for i in range(count)]
+                yield from request_records(samples)
+
+        records = produce(settings, requests())
         raw_seconds = raw_consume_and_decode(settings, events)
-        bare_seconds = bare_faust(settings, events)
+        bare_seconds = bare_faust(settings, records)
         with running_worker(settings):
             worker_seconds = worker_rate_window(settings, events, timeout=600)
             latencies = measure_latency(
@@ -347,6 +376,7 @@ def run_aggregation_bench(
         cluster.stop()
     return AggregationResult(
         events=events,
+        records=records,
         worker_seconds=worker_seconds,
         raw_seconds=raw_seconds,
         window_ms=window_ms,

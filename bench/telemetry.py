@@ -4,8 +4,9 @@ A real `liveward serve bridge` process is started on its own topic; a small asyn
 HTTP/1.1 client with pre-built requests keeps several connections busy, so the client
 costs little of the two cores the bridge and the broker share. Every request must be
 answered 202 with every sample accepted (that is: confirmed by Kafka). The baseline is
-a bare confluent-kafka producer sending the same number of pre-encoded records in the
-same run, with the bridge's producer settings.
+a bare confluent-kafka producer sending the records the bridge writes for the same
+requests (a `QoETelemetryBatch` per request and partition), pre-encoded, in the same run
+with the bridge's producer settings; every figure is in samples/s.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from infra.processes import ManagedProcess, wait_until
 from liveward.settings import Settings
 from services.bridge.epochs import EpochKey
 from services.bridge.pseudonyms import EpochPseudonyms
-from services.bridge.records import Provenance, SampleEncoder
+from services.bridge.records import BatchEncoder, Provenance
 from services.bridge.samples import PlayerSample
 from services.bridge.server import PRODUCER_TUNING
 from services.bridge.settings import BridgeSettings, bridge_env
+from streams.catalog import CATALOG
 from streams.codec import default_codec
 from streams.meta import now_ms
 
@@ -146,14 +148,15 @@ def _offer(
     return BridgeFigure(Figure(name, sum(answers), elapsed), len(requests), cpu)
 
 
-def _raw_records(count: int, stamp: int) -> list[tuple[bytes, bytes]]:
-    encoder = SampleEncoder(default_codec())
+def _raw_records(count: int, batch_size: int, stamp: int) -> list[tuple[bytes, bytes]]:
+    """The records the bridge writes for `count` samples in requests of batch_size."""
+    encoder = BatchEncoder(default_codec(), CATALOG["qoe.telemetry"].partitions)
     pseudonyms = EpochPseudonyms(EpochKey("bench", os.urandom(32)))
     samples = [
         PlayerSample(
             sample_id=f"s-{n}",
-            viewer=f"viewer-{n % 1000}",
-            session=f"session-{n % 1000}",
+            viewer=f"viewer-{n % SESSIONS_PER_BATCH}",
+            session=f"session-{n % SESSIONS_PER_BATCH}",
             content="sports/final",
             cdn="cdn-a",
             serving_region=None,
@@ -169,9 +172,14 @@ def _raw_records(count: int, stamp: int) -> list[tuple[bytes, bytes]]:
         )
         for n in range(count)
     ]
-    return encoder.encode_batch(
-        samples, Provenance("bench", stamp, "SE", "E"), pseudonyms, os.urandom(16 * count)
-    )
+    provenance = Provenance("bench", stamp, "SE", "E")
+    return [
+        record
+        for first in range(0, count, batch_size)
+        for record in encoder.encode_batch(
+            samples[first : first + batch_size], provenance, pseudonyms, os.urandom(16)
+        )
+    ]
 
 
 @contextmanager
@@ -283,11 +291,15 @@ def run_telemetry_bench(
                 f"bridge, single-sample CMCD query requests ({many} connections)",
                 pid, port, cmcd, 1, many,
             )  # fmt: skip
-        raw = raw_produce(
+        records = _raw_records(batched.figure.events, batch_size, stamp)
+        raw_records = raw_produce(
             base,
             topic,
-            _raw_records(batched.figure.events, stamp),
-            name="raw confluent-kafka producer (pre-encoded records)",
+            records,
+            name=f"raw confluent-kafka producer (the same {len(records):,} batch records, "
+            "pre-encoded)",
             **PRODUCER_TUNING,
         )
+        # In samples/s like the bridge's figures.
+        raw = Figure(raw_records.name, batched.figure.events, raw_records.seconds)
     return TelemetryResult(batch_size, workers, batched, single, single_cmcd, raw)

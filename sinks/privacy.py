@@ -2,11 +2,12 @@
 
 Topics are read from their first to their last offset at the time of the scan (a consumer
 without a group commit, so the scan changes nothing); each record is decoded (Avro, or
-JSON for the worker's internal partials) and every field checked. Tables are checked
-column by column inside ClickHouse: a regular expression pre-filter (`match`), the known
-raw ids (`IN`) and the pseudonym format pick candidate values, which the same detector
-then confirms. Aggregate-state columns are binary sketches and are not read; they are
-computed from the sample columns that are.
+JSON for the worker's internal partials) and every field checked; a `qoe.telemetry`
+batch is checked as its own fields and then every sample in it, each with its place.
+Tables are checked column by column inside ClickHouse: a regular expression pre-filter
+(`match`), the known raw ids (`IN`) and the pseudonym format pick candidate values, which
+the same detector then confirms. Aggregate-state columns are binary sketches and are not
+read; they are computed from the sample columns that are.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sinks.clickhouse.tables import DEFAULT_ROUTES
 from streams.codec import default_codec
 from streams.consumer import consumer_config
 from streams.errors import DecodeError
+from streams.events import QoETelemetryBatch
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +148,23 @@ def _records(
         consumer.close()
 
 
-def _decode(topic: str, value: bytes) -> dict[str, Any] | None:
+def _decode(topic: str, value: bytes) -> list[tuple[str, dict[str, Any]]] | None:
+    """(where in the record, fields to check) for each part of a record; None if it does
+    not decode. A batch's samples are parts of their own, joined with what they share."""
     if topic == QOE_PARTIALS_TOPIC:
         data = orjson.loads(value)
-        return data if isinstance(data, dict) else {"value": data}
+        return [("", data if isinstance(data, dict) else {"value": data})]
     try:
-        _, record = default_codec().decode_record(value)
+        version, record = default_codec().decode_record(value)
     except DecodeError:
         return None  # the dead-letter path owns undecodable records
-    return record
+    if version.name != QoETelemetryBatch.SCHEMA_NAME:
+        return [("", record)]
+    shared = {name: value for name, value in record.items() if name != "samples"}
+    parts = [("", shared)]
+    for index, sample in enumerate(record["samples"]):
+        parts.append((f" sample {index}", {**shared, **sample}))
+    return parts
 
 
 def scan_topics(
@@ -176,15 +186,16 @@ def scan_topics(
             if value is None:
                 continue
             try:
-                record = _decode(topic, value)
+                parts = _decode(topic, value)
             except orjson.JSONDecodeError:
-                record = None
-            if record is None:
+                parts = None
+            if parts is None:
                 # Not decodable: still look for identifiers in the raw bytes.
-                record = {"<raw>": value.decode("utf-8", "replace")}
-            report.findings.extend(
-                Finding(topic, where, hit) for hit in detector.scan_record(record)
-            )
+                parts = [("", {"<raw>": value.decode("utf-8", "replace")})]
+            for place, record in parts:
+                report.findings.extend(
+                    Finding(topic, where + place, hit) for hit in detector.scan_record(record)
+                )
         report.records[topic] = seen
 
 

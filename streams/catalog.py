@@ -169,11 +169,13 @@ CATALOG = TopicCatalog(
         ),
         _spec(
             "qoe.telemetry",
-            ev.QoETelemetrySample,
-            ("session_ref",),
+            ev.QoETelemetryBatch,
+            # The first sample's session_ref: a batch holds only sessions of its partition.
+            ("partition_key",),
             partitions=6,
             retention_ms=3 * DAY_MS,
-            doc="Pseudonymised player QoE samples from the bridge.",
+            doc="Pseudonymised player QoE samples from the bridge, a batch per request and "
+            "partition.",
         ),
         _spec(
             "qoe.aggregates",

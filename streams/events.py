@@ -588,8 +588,118 @@ class QoEAggregate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QoEBatchSample:
+    """One sample of a batch: what is not shared with the others."""
+
+    SCHEMA_NAME: ClassVar[str] = "liveward.QoEBatchSample"
+    event_id: str
+    session_ref: str
+    viewer_pseudonym: str
+    content_id: str
+    cdn: str
+    serving_region: str
+    sampled_at: int
+    bitrate_kbps: int
+    buffer_ms: int
+    play_ms: int
+    rebuffer_count: int
+    rebuffer_ms: int
+    startup_ms: int | None = None
+    exited_before_start: bool = False
+    error_code: str | None = None
+    object_type: str | None = None
+    throughput_kbps: int | None = None
+    top_bitrate_kbps: int | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "session_ref": self.session_ref,
+            "viewer_pseudonym": self.viewer_pseudonym,
+            "content_id": self.content_id,
+            "cdn": self.cdn,
+            "serving_region": self.serving_region,
+            "sampled_at": self.sampled_at,
+            "bitrate_kbps": self.bitrate_kbps,
+            "buffer_ms": self.buffer_ms,
+            "play_ms": self.play_ms,
+            "rebuffer_count": self.rebuffer_count,
+            "rebuffer_ms": self.rebuffer_ms,
+            "startup_ms": self.startup_ms,
+            "exited_before_start": self.exited_before_start,
+            "error_code": self.error_code,
+            "object_type": self.object_type,
+            "throughput_kbps": self.throughput_kbps,
+            "top_bitrate_kbps": self.top_bitrate_kbps,
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> QoEBatchSample:
+        return cls(
+            event_id=record["event_id"],
+            session_ref=record["session_ref"],
+            viewer_pseudonym=record["viewer_pseudonym"],
+            content_id=record["content_id"],
+            cdn=record["cdn"],
+            serving_region=record["serving_region"],
+            sampled_at=record["sampled_at"],
+            bitrate_kbps=record["bitrate_kbps"],
+            buffer_ms=record["buffer_ms"],
+            play_ms=record["play_ms"],
+            rebuffer_count=record["rebuffer_count"],
+            rebuffer_ms=record["rebuffer_ms"],
+            startup_ms=record["startup_ms"],
+            exited_before_start=record["exited_before_start"],
+            error_code=record["error_code"],
+            object_type=record["object_type"],
+            throughput_kbps=record["throughput_kbps"],
+            top_bitrate_kbps=record["top_bitrate_kbps"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QoETelemetryBatch:
+    """One bridge request's samples of one partition; key partition_key."""
+
+    SCHEMA_NAME: ClassVar[str] = "liveward.QoETelemetryBatch"
+    event_id: str
+    occurred_at: int
+    region: str
+    partition_key: str
+    pseudonym_epoch: str
+    country: str
+    subdivision: str
+    samples: tuple[QoEBatchSample, ...]
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "region": self.region,
+            "partition_key": self.partition_key,
+            "pseudonym_epoch": self.pseudonym_epoch,
+            "country": self.country,
+            "subdivision": self.subdivision,
+            "samples": [item.to_avro() for item in self.samples],
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> QoETelemetryBatch:
+        return cls(
+            event_id=record["event_id"],
+            occurred_at=record["occurred_at"],
+            region=record["region"],
+            partition_key=record["partition_key"],
+            pseudonym_epoch=record["pseudonym_epoch"],
+            country=record["country"],
+            subdivision=record["subdivision"],
+            samples=tuple(QoEBatchSample.from_avro(item) for item in record["samples"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QoETelemetrySample:
-    """One player QoE sample after the bridge pseudonymised it; key session_ref."""
+    """One QoE sample as analytics see it: a batch's sample joined with what its batch shares."""
 
     SCHEMA_NAME: ClassVar[str] = "liveward.QoETelemetrySample"
     event_id: str
@@ -1023,6 +1133,7 @@ Event = (
     | OperatorCommandOutcome
     | PackagerManifestState
     | QoEAggregate
+    | QoETelemetryBatch
     | QoETelemetrySample
     | ReissueNotice
     | RevocationListEntry
@@ -1044,6 +1155,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     OperatorCommandOutcome.SCHEMA_NAME: OperatorCommandOutcome,
     PackagerManifestState.SCHEMA_NAME: PackagerManifestState,
     QoEAggregate.SCHEMA_NAME: QoEAggregate,
+    QoETelemetryBatch.SCHEMA_NAME: QoETelemetryBatch,
     QoETelemetrySample.SCHEMA_NAME: QoETelemetrySample,
     ReissueNotice.SCHEMA_NAME: ReissueNotice,
     RevocationListEntry.SCHEMA_NAME: RevocationListEntry,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -291,7 +292,7 @@ def telemetry(
         "samples per bridge CPU-second",
         title=(
             f"telemetry bridge ({workers} worker process(es)) -> Kafka (1 broker, acks=all), "
-            f"{connections} connections"
+            f"{connections} connections, load {os.getloadavg()[0]:.1f} after"
         ),
     )
     raw = result.raw.per_second
@@ -317,7 +318,6 @@ def aggregation(
     seconds: float = typer.Option(15.0, help="How long the latency run offers samples."),
 ) -> None:
     """QoE aggregation per Faust worker next to raw consume+decode; produce-to-row latency."""
-    import os
     import tempfile
     from pathlib import Path
 
@@ -341,8 +341,8 @@ def aggregation(
         "measurement",
         "samples/s",
         "vs raw consume+decode",
-        title=f"QoE aggregation: {events:,} samples, 1 broker, 1 Faust worker, "
-        f"load {os.getloadavg()[0]:.1f}",
+        title=f"QoE aggregation: {events:,} samples in {result.records:,} batch records, "
+        f"1 broker, 1 Faust worker, load {os.getloadavg()[0]:.1f}",
     )
     table.add_row(
         "Faust worker: batch partials + per-region windows",

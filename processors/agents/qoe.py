@@ -4,9 +4,10 @@ Two stages, because a (region, cdn, content) group spans every `qoe.telemetry` p
 (keyed by session) while its distinct viewers and percentiles must be computed over all
 of them at once:
 
-1. `qoe-partials` reads `qoe.telemetry` in batches (`take_events`) and folds each batch
-   into mergeable partials (`processors.qoe.partials_of`), sent to an internal topic keyed
-   by serving region. It keeps no state, so a restart cannot lose any; the batch is acked
+1. `qoe-partials` reads `qoe.telemetry` records (each a batch of one request's samples)
+   in batches of records (`take_events`) and folds every sample of them into mergeable
+   partials (`processors.qoe.partials_of`), sent to an internal topic keyed by serving
+   region. It keeps no state, so a restart cannot lose any; the batch is acked
    only after Kafka confirmed its partials.
 2. `qoe-windows` reads the partials, all of a serving region on one partition, and folds
    them into that region's open windows, held in a Faust table keyed by serving region:
@@ -54,6 +55,7 @@ from streams.deadletter import DEAD_LETTER_TOPIC
 from streams.errors import DecodeError, StreamsError
 from streams.events import QoETelemetrySample
 from streams.meta import now_ms
+from streams.telemetry import decode_samples
 from streams.topics import admin_client
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,10 @@ log = logging.getLogger(__name__)
 PARTIALS_AGENT = "qoe-partials"
 WINDOWS_AGENT = "qoe-windows"
 WINDOWS_TABLE = "qoe-windows"
-# Samples per stage-1 batch: large enough that per-batch costs (one partial per group,
-# one send each) vanish, small enough to keep a batch's wait short.
-SAMPLE_BATCH = 5_000
+# Records per stage-1 batch. A record holds a request's samples of one partition (one to
+# thousands): enough that per-batch costs (one partial per group, one send each) vanish,
+# few enough to keep a batch's wait and size bounded.
+RECORD_BATCH = 500
 PARTIAL_BATCH = 1_000
 BATCH_WITHIN_S = 0.25
 IDLE_CHECK_S = 1.0
@@ -166,11 +169,11 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.agent(telemetry, name=PARTIALS_AGENT)
     async def summarise(stream: Any) -> None:
-        async for events in stream.take_events(SAMPLE_BATCH, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(RECORD_BATCH, within=BATCH_WITHIN_S):
             samples: list[QoETelemetrySample] = []
             for event in events:
                 try:
-                    samples.append(codec.decode_as(event.value, QoETelemetrySample))
+                    samples += decode_samples(codec, event.value)
                 except DecodeError as exc:
                     await dead_letter(event, PARTIALS_AGENT, exc.reason, str(exc))
             sent = [

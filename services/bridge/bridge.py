@@ -4,7 +4,8 @@ The order matters for privacy and for floods: the client address is resolved to 
 geo and a rate-limit key, which is all that goes further (the address stays in this
 process's memory, in a bounded cache); a flooding client is refused before its body is
 parsed; raw viewer and session ids are replaced by epoch pseudonyms before anything
-is encoded; and the answer is given only after Kafka confirmed every accepted record.
+is encoded; and the answer is given only after Kafka confirmed every record holding an accepted
+sample (a request's samples travel as one batch record per partition).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from services.bridge.epochs import EpochKeyStore, epoch_label
 from services.bridge.errors import RateLimited, RequestRejected
 from services.bridge.pseudonyms import EpochPseudonyms
 from services.bridge.ratelimit import TokenBuckets, client_network
-from services.bridge.records import ENTROPY_BYTES, Provenance, SampleEncoder
+from services.bridge.records import ENTROPY_BYTES, BatchEncoder, Provenance
 from services.bridge.requests import TelemetryRequest, read_request
 from services.bridge.samples import Rejection, SampleWindow
 from services.bridge.settings import BridgeSettings
@@ -91,7 +92,7 @@ class TelemetryBridge:
         settings: BridgeSettings,
         trusted_proxies: Sequence[str],
         keys: EpochKeyStore,
-        encoder: SampleEncoder,
+        encoder: BatchEncoder,
         log: RecordLog,
         geo: GeoLookup,
         clock_ms: Callable[[], int] = now_ms,
@@ -202,4 +203,4 @@ class TelemetryBridge:
             self._entropy(ENTROPY_BYTES),
         )
         self._log.send_counted(self.settings.topic, records, timeout=self.settings.send_timeout_s)
-        return Accepted(len(records), read.rejected, read.ignored_keys, read.form)
+        return Accepted(len(read.samples), read.rejected, read.ignored_keys, read.form)

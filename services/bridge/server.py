@@ -24,13 +24,18 @@ from services.access.geo import GeoResolver
 from services.bridge.app import create_bridge_app
 from services.bridge.bridge import TelemetryBridge
 from services.bridge.epochs import KeyringFile, epoch_label
-from services.bridge.records import SampleEncoder
+from services.bridge.records import BatchEncoder
 from services.bridge.settings import BridgeSettings, bridge_settings
+from streams.catalog import CATALOG
 from streams.meta import now_ms
 from streams.producer import EventProducer
 
 # Large batches in flight from many handlers at once: let librdkafka fill big requests.
 PRODUCER_TUNING = {"linger.ms": 5, "batch.size": 1_000_000, "batch.num.messages": 10_000}
+# The bridge groups samples by the partition count the catalog gives the telemetry topic
+# (`liveward topics apply` keeps the topic at it; the bridge does not ask the broker, so
+# it starts, and answers 503, while Kafka is down).
+TELEMETRY_TOPIC = "qoe.telemetry"
 
 
 def keyring(settings: Settings, bridge: BridgeSettings) -> KeyringFile:
@@ -56,7 +61,7 @@ def _serve(settings: Settings, bridge_config: BridgeSettings, **where: Any) -> N
                 settings=bridge_config,
                 trusted_proxies=settings.auth.trusted_proxies,
                 keys=keyring(settings, bridge_config),
-                encoder=SampleEncoder(producer.codec),
+                encoder=BatchEncoder(producer.codec, CATALOG[TELEMETRY_TOPIC].partitions),
                 log=producer,
                 geo=geo,
             )

@@ -79,16 +79,17 @@ class ClickHouseSink:
     def add(
         self, record: Mapping[str, Any] | object, topic: str, partition: int, offset: int
     ) -> None:
-        """Buffer record (a mapping of its schema's fields, or an event dataclass).
+        """Buffer the row(s) of record (a mapping of its schema's fields, or an event
+        dataclass; a `qoe.telemetry` batch gives a row per sample).
 
         Raises RecordRejected, without buffering anything, if the topic has no table or
-        the record does not fit its row; the caller dead-letters it and calls `skip`.
+        the record does not fit its rows; the caller dead-letters it and calls `skip`.
         """
         mapping = self.routes.get(topic)
         if mapping is None:
             raise RecordRejected(f"no ClickHouse table is routed for topic {topic}")
-        row = mapping.row(record)
-        self._advance(topic, partition, mapping, offset).rows.append(row)
+        rows = mapping.rows(record)
+        self._advance(topic, partition, mapping, offset).rows.extend(rows)
 
     def skip(self, topic: str, partition: int, offset: int) -> None:
         """Move past a record that produces no row (dead-lettered, or a tombstone)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas import SCHEMA_DIR
 from sinks.errors import RecordRejected
+from streams.telemetry import samples_of_record, telemetry_samples
 
 _MISSING: Any = object()
 
@@ -126,11 +127,18 @@ def _base_type(
 
 @dataclass(frozen=True, slots=True)
 class TableMapping:
-    """Which table one event type lands in, and how its records become rows."""
+    """Which table one event type lands in, and how its records become rows.
+
+    `unpack`, if set, turns one record of the topic into the records that are rows (a
+    `qoe.telemetry` batch into its samples).
+    """
 
     table: str
     schema_name: str
     columns: tuple[Column, ...]
+    unpack: Callable[[object], Iterable[object]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -144,6 +152,13 @@ class TableMapping:
             return tuple(c.value(get(c.name, c.default)) for c in self.columns)
         return tuple(c.value(getattr(record, c.name, c.default)) for c in self.columns)
 
+    def rows(self, record: Mapping[str, Any] | object) -> list[tuple[object, ...]]:
+        """The rows one topic record becomes: one, or one per record `unpack` gives.
+        RecordRejected if any of them does not fit (then none is kept)."""
+        if self.unpack is None:
+            return [self.row(record)]
+        return [self.row(part) for part in self.unpack(record)]
+
     @classmethod
     def from_schema(
         cls,
@@ -151,6 +166,7 @@ class TableMapping:
         schema_file: Path,
         *,
         epoch_ms_fields: Iterable[str] = ("occurred_at",),
+        unpack: Callable[[object], Iterable[object]] | None = None,
     ) -> TableMapping:
         """A mapping with one column per field of the `.avsc` at schema_file."""
         schema = json.loads(schema_file.read_text())
@@ -159,13 +175,22 @@ class TableMapping:
         if unknown:
             raise ValueError(f"{schema_file.name} has no fields {sorted(unknown)}")
         columns = tuple(column_for(f, epoch_ms=f["name"] in epoch_ms) for f in schema["fields"])
-        return cls(table, f"{schema['namespace']}.{schema['name']}", columns)
+        return cls(table, f"{schema['namespace']}.{schema['name']}", columns, unpack)
+
+
+def _telemetry_samples(record: object) -> list[object]:
+    """The samples of a `qoe.telemetry` record: a batch's, or a single (older) sample."""
+    if isinstance(record, Mapping) and isinstance(record.get("samples"), list | tuple):
+        return list(samples_of_record(record))
+    samples = telemetry_samples(record)
+    return [record] if samples is None else list(samples)
 
 
 QOE_TELEMETRY_SAMPLES = TableMapping.from_schema(
     "qoe_telemetry_samples",
     SCHEMA_DIR / "QoETelemetrySample.avsc",
     epoch_ms_fields=("occurred_at", "sampled_at"),
+    unpack=_telemetry_samples,
 )
 INGEST_HEALTH_BEATS = TableMapping.from_schema(
     "ingest_health_beats",

@@ -34,6 +34,8 @@ from services.bridge.settings import BridgeSettings, bridge_env
 from streams.codec import default_codec
 from streams.consumer import consumer_config
 from streams.meta import now_ms
+from streams.partitioning import partition_of
+from streams.telemetry import samples_of_record
 from streams.topics import admin_client
 from tests.fixtures.geo import write_geo_databases
 
@@ -119,10 +121,12 @@ def bridge(
 
 
 def _read_topic(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
-    """Every record of topic, waiting until at least `expected` arrived (then 1 s more)."""
+    """Every record of topic, waiting until records holding at least `expected` samples
+    arrived (then 1 s more)."""
     consumer = Consumer(consumer_config(settings, f"it-bridge-{uuid.uuid4().hex[:8]}"))
     consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
     records: list[Any] = []
+    samples = 0
     deadline = time.monotonic() + timeout
     quiet_until: float | None = None
     try:
@@ -130,8 +134,9 @@ def _read_topic(settings: Settings, topic: str, expected: int, timeout: float = 
             message = consumer.poll(0.2)
             if message is not None and message.error() is None:
                 records.append(message)
+                samples += len(default_codec().decode_record(message.value())[1]["samples"])
                 continue
-            if len(records) >= expected:
+            if samples >= expected:
                 # Anything beyond what was accepted would show up now: wait a little.
                 quiet_until = quiet_until or time.monotonic() + 1.0
                 if time.monotonic() > quiet_until:
@@ -244,7 +249,8 @@ def test_a_mixed_run_puts_every_well_formed_sample_in_kafka_and_nothing_else(
     assert accepted == len(good_ids)
     records = _read_topic(bridge.settings, bridge.topic, len(good_ids))
     codec = default_codec()
-    decoded = [codec.decode_record(m.value())[1] for m in records]
+    batches = [codec.decode_record(m.value())[1] for m in records]
+    decoded = [s.to_avro() for b in batches for s in samples_of_record(b)]
     (epoch,) = {r["pseudonym_epoch"] for r in decoded}
     pseudonyms = EpochPseudonyms(KeyringFile(bridge.keyring).key(epoch))
     stored = Counter(r["event_id"] for r in decoded)
@@ -252,7 +258,13 @@ def test_a_mixed_run_puts_every_well_formed_sample_in_kafka_and_nothing_else(
     assert [stored[pseudonyms.sample_event_id(*i)] for i in good_ids] == [1] * len(good_ids)
     assert [stored[pseudonyms.sample_event_id(*i)] for i in bad_ids] == [0] * len(bad_ids)
     assert {r["country"] for r in decoded} == {"SE"}
-    assert all(m.key() == r["session_ref"].encode() for m, r in zip(records, decoded, strict=True))
+    # A record per request and partition, keyed so that it lands where each of its
+    # sessions hashes to: the bridge's partitioner agrees with librdkafka's.
+    for message, batch in zip(records, batches, strict=True):
+        assert message.key() == batch["partition_key"].encode()
+        wheres = {partition_of(s["session_ref"].encode(), 6) for s in batch["samples"]}
+        assert wheres == {message.partition()}
+    assert len(records) < len(decoded)
     raw = b"".join((m.key() or b"") + (m.value() or b"") for m in records)
     for identifier in (f"viewer-{run}", f"session-{run}", f"cmcd-{run}", SE_IP, "127.0.0.1"):
         assert identifier.encode() not in raw
@@ -322,7 +334,11 @@ def test_with_two_worker_processes_every_sample_is_stored_under_one_epoch_key(
 
     assert answers == [202] * 20
     records = _read_topic(settings, topic, 20)
-    decoded = [default_codec().decode_record(m.value())[1] for m in records]
+    decoded = [
+        s.to_avro()
+        for m in records
+        for s in samples_of_record(default_codec().decode_record(m.value())[1])
+    ]
     assert len(decoded) == 20
     # One epoch key for both workers: one viewer, one pseudonym.
     assert len({r["viewer_pseudonym"] for r in decoded}) == 3  # _sample: three viewers

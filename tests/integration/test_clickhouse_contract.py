@@ -23,6 +23,7 @@ from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.tables import DEFAULT_ROUTES, INGEST_HEALTH_BEATS, QOE_TELEMETRY_SAMPLES
 from sinks.errors import ClickHouseQueryError
 from streams.events import IngestHealth, IngestRole, IngestStatus, QoETelemetrySample
+from streams.telemetry import batches_of
 
 DAY_MS = 86_400_000
 
@@ -136,13 +137,28 @@ class ClickHouseContract:
     def test_the_sink_lands_both_event_types(self, migrated: ClickHouseBackend) -> None:
         now = int(time.time() * 1000)
         sink = ClickHouseSink(migrated)
+        # qoe.telemetry batches: a row per sample (10 requests of 5 samples each).
+        requests = [[sample(5 * r + n, now + r) for n in range(5)] for r in range(10)]
+        offset = 0
+        for request in requests:
+            for batch in batches_of(request, 3):
+                sink.add(batch, "qoe.telemetry", offset % 3, offset)
+                offset += 1
         for n in range(50):
-            sink.add(sample(n, now + n), "qoe.telemetry", n % 3, n)
             sink.add(beat(n, now + n), "ingest.health", 0, n)
 
         assert sink.flush() == 100
 
         assert self.count(migrated, QOE_TELEMETRY_SAMPLES.table, "FINAL") == 50
+        stored = migrated.execute(
+            f"SELECT event_id, occurred_at, session_ref, bitrate_kbps "
+            f"FROM `{migrated.database}`.{QOE_TELEMETRY_SAMPLES.table} FINAL ORDER BY event_id"
+        )
+        assert stored == sorted(
+            (s.event_id, s.occurred_at, s.session_ref, s.bitrate_kbps)
+            for request in requests
+            for s in request
+        )
         assert migrated.execute(
             f"SELECT role, status, count() FROM `{migrated.database}`.{INGEST_HEALTH_BEATS.table} "
             "FINAL GROUP BY role, status"

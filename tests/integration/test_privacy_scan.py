@@ -31,12 +31,11 @@ from sinks.clickhouse.backends import ClickHouseBackend, NativeBackend
 from sinks.clickhouse.migrations import apply_migrations
 from sinks.clickhouse.tables import QOE_AGGREGATES, QOE_TELEMETRY_SAMPLES
 from sinks.privacy import ANALYTICS_TOPICS, scan
-from streams.codec import default_codec
 from streams.events import QoEAggregate, QoETelemetrySample, SubscriberEntitlements
 from streams.meta import new_event_id, now_ms
 from streams.producer import EventProducer
 from streams.topics import admin_client, apply_topics
-from tests.fixtures.qoe import telemetry
+from tests.fixtures.qoe import batches, send_samples, telemetry
 
 RAW_IP = "198.51.100.23"
 
@@ -92,7 +91,12 @@ def database(clickhouse_server: Settings) -> Iterator[tuple[Settings, ClickHouse
 
 
 def clean_samples(n: int = 20) -> list[QoETelemetrySample]:
-    return [telemetry("eu-west", v, sampled_at=now_ms() - 5_000 + v) for v in range(n)]
+    """Samples as one bridge request gives them (received at one time: batches share it)."""
+    received = now_ms()
+    return [
+        telemetry("eu-west", v, sampled_at=received - 5_000 + v, occurred_at=received)
+        for v in range(n)
+    ]
 
 
 def fill(
@@ -102,9 +106,8 @@ def fill(
     samples: list[QoETelemetrySample],
     aggregates: list[QoEAggregate],
 ) -> None:
-    codec = default_codec()
     producer = EventProducer(settings)
-    producer.send_raw(topic, [(s.session_ref.encode(), codec.encode(s)) for s in samples])
+    send_samples(producer, samples, topic)
     producer.close()
     backend.insert(
         QOE_TELEMETRY_SAMPLES.table,
@@ -130,7 +133,7 @@ def test_clean_analytics_data_passes(
     report = scan(settings, backend, topics=[topic])
 
     assert report.clean, [f.describe() for f in report.findings]
-    assert report.records == {topic: len(samples)}
+    assert report.records == {topic: len(batches(samples))}
     # Every table with rows was looked at, the rollups the views fed included.
     assert report.tables["qoe_telemetry_samples"] == len(samples)
     assert report.tables["qoe_session_days"] > 0
@@ -191,9 +194,12 @@ def test_a_planted_raw_viewer_id_fails_the_scan(
     )
     producer.close()
     if place == "topic":
-        # A bridge bug passing the raw id where the pseudonym belongs.
-        leaky = replace(clean_samples(1)[0], viewer_pseudonym=raw_id)
-        fill(settings, backend, topic, [*clean_samples(), leaky], [])
+        # A bridge bug passing the raw id where the pseudonym belongs, in one sample of a
+        # batch (it shares a session, so a partition and a batch, with the first).
+        clean = clean_samples()
+        leaky = replace(clean[0], viewer_pseudonym=raw_id, event_id=new_event_id())
+        assert any(len(b.samples) > 1 for b in batches([*clean, leaky]))
+        fill(settings, backend, topic, [*clean, leaky], [])
         backend.execute(f"TRUNCATE TABLE `{backend.database}`.qoe_telemetry_samples")
         backend.execute(f"TRUNCATE TABLE `{backend.database}`.qoe_session_days")
     else:
@@ -206,6 +212,8 @@ def test_a_planted_raw_viewer_id_fails_the_scan(
     if place == "topic":
         assert (topic, "viewer_pseudonym", "raw-viewer-id") in found
         assert (topic, "viewer_pseudonym", "not-a-pseudonym") in found
+        # The finding points at the sample within its batch.
+        assert all(" sample " in f.where for f in report.findings if f.source == topic)
     else:
         assert found == {(f"{backend.database}.qoe_aggregates", "content_id", "raw-viewer-id")}
 

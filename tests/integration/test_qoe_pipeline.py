@@ -20,7 +20,13 @@ from sinks.analytics import AnalyticsSink
 from sinks.clickhouse.backends import NativeBackend
 from streams.meta import now_ms
 from streams.producer import EventProducer
-from tests.fixtures.qoe import aggregates_of, consume_until, partial_samples, telemetry
+from tests.fixtures.qoe import (
+    aggregates_of,
+    consume_until,
+    partial_samples,
+    send_samples,
+    telemetry,
+)
 
 WINDOW_MS = 10_000
 
@@ -86,12 +92,12 @@ def test_samples_become_k_anonymous_aggregates_with_late_and_suppressed_counts(
         + [telemetry(region, 300 + v, sampled_at=a + 900, cdn="cdn-b", content="t")
            for v in range(2)]
     )  # fmt: skip
-    producer.send_all("qoe.telemetry", first)
+    send_samples(producer, first)
     assert partial_samples(worker, region, len(first)) == len(first)
 
     # Window B (30 s later) moves the watermark past A's end + lateness: A closes.
     second = [telemetry(region, v, sampled_at=a + 30_000 + v) for v in range(10)]
-    producer.send_all("qoe.telemetry", second)
+    send_samples(producer, second)
     closed_a = aggregates_of(worker, region, lambda f: any(x.window_start == a for x in f))
     assert closed_a, "window A was not published"
 
@@ -99,7 +105,7 @@ def test_samples_become_k_anonymous_aggregates_with_late_and_suppressed_counts(
     late = [
         telemetry(region, 400 + v, sampled_at=a + 1_000, occurred_at=a + 31_000) for v in range(3)
     ]
-    producer.send_all("qoe.telemetry", late)
+    send_samples(producer, late)
     producer.close()
     # B closes once the region has been quiet for a window length.
     published = aggregates_of(
@@ -170,7 +176,7 @@ def test_an_undecodable_sample_is_dead_lettered_and_aggregation_goes_on(
     garbage = b"\xc3\x01" + b"\x00" * 8 + b"not avro"
     producer.send_raw("qoe.telemetry", [(region.encode(), garbage)])
     samples = [telemetry(region, v, sampled_at=window_start + v) for v in range(10)]
-    producer.send_all("qoe.telemetry", samples)
+    send_samples(producer, samples)
     producer.close()
 
     published = aggregates_of(worker, region, bool)

@@ -21,7 +21,7 @@ from liveward.settings import KafkaSettings, Settings, load_settings
 from streams.meta import now_ms
 from streams.producer import EventProducer
 from streams.topics import apply_topics
-from tests.fixtures.qoe import aggregates_of, partial_samples, telemetry
+from tests.fixtures.qoe import aggregates_of, partial_samples, send_samples, telemetry
 
 WINDOW_MS = 10_000
 
@@ -68,7 +68,7 @@ def test_an_open_window_survives_a_worker_restart(own_cluster: Settings) -> None
     worker = start(own_cluster)
     try:
         first = [telemetry(region, v, sampled_at=a + v) for v in range(12)]
-        producer.send_all("qoe.telemetry", first)
+        send_samples(producer, first)
         # The first stage has summarised them: they sit in the open window of stage two.
         assert partial_samples(own_cluster, region, 12) == 12
         worker.stop()
@@ -76,7 +76,7 @@ def test_an_open_window_survives_a_worker_restart(own_cluster: Settings) -> None
         worker = start(own_cluster)
         more = [telemetry(region, 100 + v, sampled_at=a + 5_000 + v) for v in range(3)]
         closing = [telemetry(region, v, sampled_at=a + 30_000 + v) for v in range(10)]
-        producer.send_all("qoe.telemetry", more + closing)
+        send_samples(producer, more + closing)
 
         published = aggregates_of(
             own_cluster, region, lambda f: any(x.window_start == a for x in f)

@@ -16,12 +16,15 @@ from services.bridge.app import create_bridge_app
 from services.bridge.bridge import TelemetryBridge
 from services.bridge.epochs import InMemoryKeyring
 from services.bridge.memory import InMemoryRecordLog
-from services.bridge.records import SampleEncoder
+from services.bridge.records import BatchEncoder
 from services.bridge.settings import BridgeSettings
+from streams.catalog import CATALOG
 from streams.codec import default_codec
+from streams.telemetry import samples_of_record
 
 NOW_MS = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 SE_IP = "89.160.20.112"  # Stockholm in the test databases (SE, subdivision E)
+PARTITIONS = CATALOG["qoe.telemetry"].partitions
 PROXY_IP = "10.0.0.2"
 MAX_BODY = 200_000
 
@@ -90,7 +93,7 @@ def make_bridge(geo_databases: GeoDatabases) -> Iterator[Callable[..., Harness]]
             settings=settings,
             trusted_proxies=(f"{PROXY_IP}/32",),
             keys=keys,
-            encoder=SampleEncoder(codec),
+            encoder=BatchEncoder(codec, PARTITIONS),
             log=log,
             geo=geo,
             clock_ms=lambda: clock.wall_ms,
@@ -102,7 +105,13 @@ def make_bridge(geo_databases: GeoDatabases) -> Iterator[Callable[..., Harness]]
         opened.append((geo, client))
 
         def decoded() -> list[dict[str, Any]]:
-            return [codec.decode_record(value)[1] for _, _, value in log.records if value]
+            """Every sample in the log, joined with what its batch shares."""
+            return [
+                sample.to_avro()
+                for _, _, value in log.records
+                if value
+                for sample in samples_of_record(codec.decode_record(value)[1])
+            ]
 
         return Harness(bridge, client, log, keys, clock, decoded)
 

@@ -1,11 +1,15 @@
-"""The bridge's own Avro writer: byte for byte what fastavro writes, readable by the codec."""
+"""The bridge's own Avro writer: byte for byte what fastavro writes, readable by the codec
+and by Apache `avro`; one batch per partition, sessions kept whole and in order."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
 
+import avro.io
+import avro.schema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,17 +19,20 @@ from services.bridge.epochs import EpochKey
 from services.bridge.pseudonyms import EpochPseudonyms
 from services.bridge.records import (
     WRITTEN_FIELDS,
+    BatchEncoder,
     Provenance,
-    SampleEncoder,
     SchemaMismatch,
     encode_long,
 )
 from services.bridge.samples import MAX_DURATION_MS, PlayerSample
 from streams.codec import AvroCodec, SchemaStore, default_codec
-from streams.events import QoETelemetrySample
+from streams.events import QoETelemetryBatch
+from streams.partitioning import partition_of
+from streams.telemetry import samples_of_record
 
 CODEC = default_codec()
-ENCODER = SampleEncoder(CODEC)
+PARTITIONS = 6
+ENCODER = BatchEncoder(CODEC, PARTITIONS)
 PSEUDONYMS = EpochPseudonyms(EpochKey("2024-05-01", bytes(range(32))))
 
 _names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
@@ -62,31 +69,82 @@ provenances = st.builds(
 
 
 @given(st.lists(samples, min_size=1, max_size=20), provenances)
-def test_records_are_what_the_codec_writes_for_the_same_event(
+def test_records_are_what_the_codec_writes_for_the_same_batch(
     batch: list[PlayerSample], provenance: Provenance
 ) -> None:
     records = ENCODER.encode_batch(batch, provenance, PSEUDONYMS, os.urandom(16 * len(batch)))
 
-    for (key, value), sample in zip(records, batch, strict=True):
+    written = []
+    partitions = []
+    for key, value in records:
         _, record = CODEC.decode_record(value)
-        assert CODEC.encode(QoETelemetrySample(**record)) == value
-        assert key == record["session_ref"].encode()
-        assert record["session_ref"] == PSEUDONYMS.session(sample.session)
-        assert record["viewer_pseudonym"] == PSEUDONYMS.viewer(sample.viewer)
-        assert record["country"] == (provenance.country or "--")
-        assert record["subdivision"] == (provenance.subdivision or "")
-        assert record["serving_region"] == (sample.serving_region or provenance.region)
-        assert (record["sampled_at"], record["bitrate_kbps"], record["rebuffer_ms"]) == (
+        assert CODEC.encode(QoETelemetryBatch.from_avro(record)) == value
+        assert key == record["partition_key"].encode()
+        where = partition_of(key, PARTITIONS)
+        assert {partition_of(s["session_ref"].encode(), PARTITIONS) for s in record["samples"]} == {
+            where
+        }
+        partitions.append(where)
+        written += samples_of_record(record)
+    assert len(set(partitions)) == len(records)  # one batch per partition
+    # Every sample once; within a session (one partition) in the request's order.
+    for sample in batch:
+        ref = PSEUDONYMS.session(sample.session)
+        assert [w.session_ref for w in written].count(ref) == sum(
+            PSEUDONYMS.session(b.session) == ref for b in batch
+        )
+    expected = sorted(
+        batch,
+        key=lambda s: partitions.index(partition_of(PSEUDONYMS.session(s.session).encode(), 6)),
+    )
+    for record, sample in zip(written, expected, strict=True):
+        assert record.session_ref == PSEUDONYMS.session(sample.session)
+        assert record.viewer_pseudonym == PSEUDONYMS.viewer(sample.viewer)
+        assert record.pseudonym_epoch == PSEUDONYMS.epoch
+        assert (record.region, record.occurred_at) == (provenance.region, provenance.received_ms)
+        assert record.country == (provenance.country or "--")
+        assert record.subdivision == (provenance.subdivision or "")
+        assert record.serving_region == (sample.serving_region or provenance.region)
+        assert (record.sampled_at, record.bitrate_kbps, record.rebuffer_ms) == (
             sample.sampled_at, sample.bitrate_kbps, sample.rebuffer_ms,
         )  # fmt: skip
-        assert (record["startup_ms"], record["error_code"]) == (
-            sample.startup_ms,
-            sample.error_code,
-        )
-        assert record["exited_before_start"] is sample.exited_before_start
-        assert (record["object_type"], record["throughput_kbps"], record["top_bitrate_kbps"]) == (
+        assert (record.buffer_ms, record.play_ms, record.rebuffer_count) == (
+            sample.buffer_ms, sample.play_ms, sample.rebuffer_count,
+        )  # fmt: skip
+        assert (record.startup_ms, record.error_code) == (sample.startup_ms, sample.error_code)
+        assert record.exited_before_start is sample.exited_before_start
+        assert (record.object_type, record.throughput_kbps, record.top_bitrate_kbps) == (
             sample.object_type, sample.throughput_kbps, sample.top_bitrate_kbps,
         )  # fmt: skip
+
+
+def test_apache_avro_reads_a_batch() -> None:
+    """Apache's own implementation agrees on the fingerprint and decodes the array."""
+    schema = avro.schema.parse((SCHEMA_DIR / "QoETelemetryBatch.avsc").read_text())
+    sample = PlayerSample("n", "v", "s", "c", "cdn", None, 7, 4500, 1, 2, 3, 4, 900, False, "E1")
+    ((_, value),) = ENCODER.encode_batch(
+        [sample, sample._replace(sample_id="m")],
+        Provenance("eu", 5, "SE", None),
+        PSEUDONYMS,
+        os.urandom(12),
+    )
+
+    assert value[2:10] == bytes(schema.fingerprint("CRC-64-AVRO"))
+    record = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(value[10:])))
+    assert (record["region"], record["occurred_at"], record["country"]) == ("eu", 5, "SE")
+    assert [s["bitrate_kbps"] for s in record["samples"]] == [4500, 4500]
+    assert record["samples"][0]["startup_ms"] == 900 and record["samples"][1]["error_code"] == "E1"
+
+
+def test_sessions_spread_over_partitions_one_batch_each() -> None:
+    base = PlayerSample(None, "v", "s", "c", "cdn", None, 1, 0, 0, 0, 0, 0, None, False, None)
+    batch = [base._replace(session=f"session-{n % 40}") for n in range(400)]
+    records = ENCODER.encode_batch(batch, Provenance("r", 1, None, None), PSEUDONYMS, bytes(12))
+
+    assert len(records) == PARTITIONS
+    decoded = [CODEC.decode_record(value)[1] for _, value in records]
+    assert sum(len(r["samples"]) for r in decoded) == 400
+    assert len({r["event_id"] for r in decoded}) == PARTITIONS
 
 
 @given(st.integers(-(2**63), 2**63 - 1))
@@ -106,18 +164,24 @@ def test_event_ids_are_unique_uuids_unless_the_player_named_the_sample() -> None
     records = ENCODER.encode_batch(
         [base, base, named, named], Provenance("r", 1, None, None), PSEUDONYMS, os.urandom(64)
     )
-    ids = [CODEC.decode_record(value)[1]["event_id"] for _, value in records]
+    ids = [
+        sample["event_id"]
+        for _, value in records
+        for sample in CODEC.decode_record(value)[1]["samples"]
+    ]
 
     assert len(set(ids[:3])) == 3 and ids[2] == ids[3]
     assert {i[14] for i in ids} == {"8"}  # version 8: not all bits are random
 
 
 def test_the_encoder_refuses_a_schema_it_does_not_write(tmp_path: Path) -> None:
-    schema = json.loads((SCHEMA_DIR / "QoETelemetrySample.avsc").read_text())
-    schema["fields"].append({"name": "extra", "type": ["null", "int"], "default": None})
-    (tmp_path / "QoETelemetrySample.avsc").write_text(json.dumps(schema))
+    schema = json.loads((SCHEMA_DIR / "QoETelemetryBatch.avsc").read_text())
+    samples = schema["fields"][-1]["type"]["items"]
+    samples["fields"].append({"name": "extra", "type": ["null", "int"], "default": None})
+    (tmp_path / "QoETelemetryBatch.avsc").write_text(json.dumps(schema))
     codec = AvroCodec(SchemaStore.from_directory(tmp_path), {})
 
     with pytest.raises(SchemaMismatch, match=r"update services/bridge/records\.py"):
-        SampleEncoder(codec)
-    assert len(WRITTEN_FIELDS) == len(schema["fields"]) - 1
+        BatchEncoder(codec, PARTITIONS)
+    assert len(WRITTEN_FIELDS) == len(schema["fields"])
+    BatchEncoder(default_codec(), PARTITIONS)  # the real schema is accepted
