@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from importlib.resources import files
 from pathlib import Path
 
 import httpx
@@ -31,12 +32,14 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from infra.processes import ManagedProcess, pid_alive, wait_until
 from liveward.settings import AuthSettings, KeySettings, MediaSettings, ServiceSettings, Settings
+from liveward.topology import instance_port
 from services.keys.keystore import KeyStore
 from services.keys.kms import local_keks_of_every_region
 from services.keys.rotation import KeyTopics, Rotator
 from services.keys.timeline import RotationPolicy
 from services.media.encoding import MUX_DELAY_S
 from services.media.region import RegionProcesses, running_regions, start_all
+from services.players.fleet import FleetConfig, run_fleet_blocking
 from streams.catalog import CATALOG, TopicCatalog
 from streams.codec import default_codec
 from streams.consumer import consumer_config
@@ -47,7 +50,9 @@ from streams.topics import apply_topics
 from tests.fixtures.geo import write_geo_databases
 
 ADMIN_KEY, APP_KEY = "media-admin-key", "media-app-key"
-SE_IP = "89.160.20.112"
+# Players on this machine, as the web console's: the local-viewer policy lets them play.
+VIEWER_IP = "127.0.0.1"
+LOCAL_VIEWER_POLICY = Path(str(files("services.access") / "policies" / "local-viewer.toml"))
 CONTENT = "final-live"
 PERIOD_S = 10
 SEGMENT_S = 2.0
@@ -98,7 +103,7 @@ def _token(auth_url: str) -> str:
     )
     assert stored.status_code == 200, stored.text
     body = {"viewer_id": viewer_id, "content_id": CONTENT, "device_id": f"device-{viewer_id}",
-            "device_class": "web", "client_ip": SE_IP}  # fmt: skip
+            "device_class": "web", "client_ip": VIEWER_IP}  # fmt: skip
     issued = httpx.post(
         f"{auth_url}/v1/tokens",
         json=body,
@@ -140,7 +145,7 @@ def media(
                 geo_city_db=geo.city,
                 geo_asn_db=geo.asn,
                 geo_anonymous_db=geo.anonymous,
-                trusted_proxies=("127.0.0.1/32",),
+                policy_file=LOCAL_VIEWER_POLICY,
             ),
         }
     )
@@ -165,23 +170,28 @@ def media(
     finally:
         producer.close()
         keys.close()
-    processes = [
-        _process(settings, "media-auth", ["auth", "--port", str(auth_port)]),
-        _process(
-            settings,
-            "media-license",
-            [
-                "license",
-                "--port",
-                str(license_port),
-                "--grpc-port",
-                str(settings.services.license_grpc_port),
-                "--epochs-topic",
-                topics.epochs.name,
-            ],
-        ),
-    ]
-    urls = [f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{license_port}"]
+    # Auth, and a license service per region (key URIs name their own region's).
+    processes = [_process(settings, "media-auth", ["auth", "--port", str(auth_port)])]
+    urls = [f"http://127.0.0.1:{auth_port}"]
+    for index in range(len(settings.regions)):
+        port = instance_port(license_port, index)
+        grpc_port = instance_port(settings.services.license_grpc_port, index)
+        processes.append(
+            _process(
+                settings,
+                f"media-license-{index}",
+                [
+                    "license",
+                    "--port",
+                    str(port),
+                    "--grpc-port",
+                    str(grpc_port),
+                    "--epochs-topic",
+                    topics.epochs.name,
+                ],
+            )
+        )
+        urls.append(f"http://127.0.0.1:{port}")
     try:
         for process, url in zip(processes, urls, strict=True):
             ready = wait_until(partial(_healthy, url), timeout=90, interval=0.2)
@@ -233,7 +243,7 @@ def _listed(edge_url: str) -> Listed:
 def _key(media: RealMedia, uri: str) -> bytes:
     answer = httpx.get(
         uri,
-        headers={"Authorization": f"Bearer {media.token}", "X-Forwarded-For": SE_IP},
+        headers={"Authorization": f"Bearer {media.token}"},
         timeout=5,
     )
     assert answer.status_code == 200, answer.text
@@ -373,6 +383,44 @@ def _manifest_states(settings: Settings, region: str, since_ms: int) -> list[Pac
     finally:
         consumer.close()
     return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_simulated_players_play_encrypted_media_and_check_every_segment(
+    media: RealMedia,
+) -> None:
+    region = media.regions[0]
+    watched = {
+        role: [_pid(media, role), *_children(_pid(media, role))]
+        for role in ("ingest", "packager-a")
+    }
+    before = {role: sum(map(_cpu_seconds, pids)) for role, pids in watched.items()}
+    began = time.monotonic()
+    config = FleetConfig(
+        entry_urls=tuple(f"{url}/live/{CONTENT}/master.m3u8" for url in region.edge_urls()),
+        content_id=CONTENT,
+        count=20,
+        duration_s=4 * SEGMENT_S,
+        key_token=media.token,
+    )
+    result = run_fleet_blocking(config)
+    elapsed = time.monotonic() - began
+    cpu = {
+        role: (sum(map(_cpu_seconds, pids)) - before[role]) / elapsed
+        for role, pids in watched.items()
+    }
+    # (The steering server is not part of this module: polls fail and players stay put.)
+    errors = {k: v for k, v in result.summary().errors_by_reason.items() if "steering" not in k}
+    assert errors == {}, errors
+    assert all(len(report.segments) >= 2 for report in result.reports)
+    print(
+        f"\nCPU while 20 players played: ingest with its encoder {cpu['ingest']:.0%} of a "
+        f"core, one packager with its ffmpeg {cpu['packager-a']:.0%}"
+    )
 
 
 def test_both_packagers_write_the_same_segments(media: RealMedia) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from services.media.encryption import KeyRotation
 from services.media.manifest import (
     LiveWindow,
     Variant,
@@ -109,3 +110,22 @@ def test_unusable_steering_manifests_are_refused(payload: bytes) -> None:
     with pytest.raises(PlaylistError) as caught:
         parse_steering_manifest(payload, "http://h:1/s")
     assert caught.value.reason == "malformed-steering-manifest"
+
+
+def test_players_read_the_key_each_segment_is_encrypted_under() -> None:
+    keys = KeyRotation("http://l", "m", 2.0, 10)
+    text = render_media_playlist(LiveWindow(103, 106, 0), segment_seconds=2.0, window=6, keys=keys)
+    playlist = parse_media_playlist(text)
+    assert [playlist.key_uri(seq) for seq in range(103, 107)] == [
+        "http://l/v1/keys/m/20",
+        "http://l/v1/keys/m/20",
+        "http://l/v1/keys/m/21",
+        "http://l/v1/keys/m/21",
+    ]
+    clear = parse_media_playlist(
+        text.replace('METHOD=AES-128,URI="http://l/v1/keys/m/21"', "METHOD=NONE")
+    )
+    assert clear.key_uri(105) is None
+    with pytest.raises(PlaylistError) as refused:
+        parse_media_playlist(text.replace("METHOD=AES-128", "METHOD=SAMPLE-AES"))
+    assert refused.value.reason == "unsupported-key"
