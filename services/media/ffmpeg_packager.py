@@ -45,6 +45,7 @@ from services.media.layout import (
 )
 from services.media.packager import KEEP_WINDOWS, POLL_INTERVAL_S, PackagerState
 from services.media.runtime import Lifetime
+from services.media.segments import last_complete_segment
 from services.media.store import prune_numbered
 from streams.errors import StreamsError
 
@@ -56,6 +57,8 @@ FINISH_TIMEOUT_S = 5.0
 # How long to wait for ffmpeg to open the segment before a key change (it takes ms).
 OPENED_TIMEOUT_S = 1.0
 KEY_INFO = "key-info.txt"
+# A (re)started ffmpeg begins at the newest chunk only if it is at most this many slots old.
+FRESH_CHUNKS = 2
 
 
 def contribution_slots(directory: Path) -> list[int]:
@@ -123,7 +126,9 @@ class ContentPackager:
             return
         if self.child is None:
             newest = available[-1]
-            if newest > self.last_published:
+            # Chunks left by an earlier run of the region are no place to start from.
+            fresh = newest >= last_complete_segment(now, self.media.segment_seconds) - FRESH_CHUNKS
+            if newest > self.last_published and fresh:
                 self._feed(newest, now)
             return
         wanted = self.last_fed + 1

@@ -458,6 +458,30 @@ def test_killing_a_packager_leaves_no_gap_and_no_ffmpeg_behind(media: RealMedia)
     start_all(media.regions)
 
 
+def test_a_killed_packager_ffmpeg_is_started_again_without_a_gap(media: RealMedia) -> None:
+    wrapper = _pid(media, "packager-b")
+    (packager,) = _children(wrapper)
+    before = _listed(_edge(media))
+    since = int(time.time() * 1000)
+    os.kill(packager, signal.SIGKILL)
+
+    def restarted() -> bool:
+        current = _children(wrapper)
+        return bool(current) and packager not in current
+
+    assert wait_until(restarted, timeout=3 * SEGMENT_S)
+    time.sleep(4 * SEGMENT_S)
+    announced = {
+        s.last_segment_seq
+        for s in _manifest_states(media.settings, "eu-west", since)
+        if s.packager_id == "eu-west/packager-b"
+    }
+    # The restarted ffmpeg packages every chunk from where the dead one stopped.
+    assert len(announced) >= 3
+    assert sorted(announced) == list(range(min(announced), max(announced) + 1))
+    assert _listed(_edge(media)).discontinuities == before.discontinuities
+
+
 def test_a_killed_encoder_is_started_again(media: RealMedia) -> None:
     ingest = _pid(media, "ingest")
     (encoder,) = _children(ingest)
