@@ -94,7 +94,7 @@ class ContentPackager:
         self.store = region_store(settings, region)
         self.license_url = license_base_url(settings, region)
         self.workdir = packaging_dir(self.store, name, content_id)
-        self.keydir = private_key_dir(self.store, name)
+        self.keydir = private_key_dir(self.store, name) / content_id
         self.child: subprocess.Popen[bytes] | None = None
         self.first_fed = -1
         self.last_fed = -1
@@ -104,8 +104,9 @@ class ContentPackager:
         self.restarts = 0
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
-        self.keydir.mkdir(parents=True, exist_ok=True)
-        self.keydir.chmod(0o700)
+        for directory in (self.keydir.parent, self.keydir):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.chmod(0o700)
 
     def step(self, now: float) -> None:
         """Publish finished segments, then feed the next chunk (restarting ffmpeg at a gap
@@ -191,7 +192,7 @@ class ContentPackager:
         if period == self.period and self.child is not None:
             return
         key = self.keys.content_key(self.content_id, period)
-        key_file = self.keydir / f"{self.content_id}-{period}.key"
+        key_file = self.keydir / f"{period}.key"
         fresh = key_file.with_suffix(".new")
         fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -203,10 +204,12 @@ class ContentPackager:
             key_info_text(key_uri(self.license_url, self.content_id, period), key_file)
         )
         os.replace(staged, info)
-        if self.period is not None and self.period != period:
-            # The previous period's key stays until the segment under it is finished.
-            with contextlib.suppress(FileNotFoundError):
-                (self.keydir / f"{self.content_id}-{self.period - 1}.key").unlink()
+        # Only this period's key and the one before it (ffmpeg may still be on a segment
+        # under it) stay on disk.
+        keep = {key_file.name, f"{self.period}.key"}
+        for old in self.keydir.glob("*.key"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
         self.period = period
 
     def _publish(self, now: float) -> None:
@@ -250,7 +253,7 @@ class ContentPackager:
     def stop(self) -> None:
         stop_child(self.child)
         self.child = None
-        for key_file in self.keydir.glob(f"{self.content_id}-*.key"):
+        for key_file in self.keydir.glob("*.key"):
             key_file.unlink(missing_ok=True)
 
 

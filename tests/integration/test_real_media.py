@@ -38,6 +38,7 @@ from services.keys.kms import local_keks_of_every_region
 from services.keys.rotation import KeyTopics, Rotator
 from services.keys.timeline import RotationPolicy
 from services.media.encoding import MUX_DELAY_S
+from services.media.layout import private_key_dir, region_store
 from services.media.region import RegionProcesses, running_regions, start_all
 from services.players.fleet import FleetConfig, run_fleet_blocking
 from streams.catalog import CATALOG, TopicCatalog
@@ -309,6 +310,11 @@ def test_an_edge_segment_decrypts_into_h264_and_aac(media: RealMedia, tmp_path: 
     assert found == {("video", "h264", "Main"), ("audio", "aac", "LC")}
     video = next(s for s in streams if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (640, 360)
+    # The packagers keep content keys in private directories: this period's and the last.
+    for name in ("a", "b"):
+        keys = private_key_dir(region_store(media.settings, "eu-west"), name)
+        assert keys.stat().st_mode & 0o777 == (keys / CONTENT).stat().st_mode & 0o777 == 0o700
+        assert 1 <= len(list((keys / CONTENT).glob("*.key"))) <= 2
 
 
 def test_keys_change_at_period_boundaries(media: RealMedia) -> None:
