@@ -22,8 +22,11 @@ from pathlib import Path
 from liveward.settings import MediaSettings
 from services.media.segments import segment_at, segment_start
 
-# PTS restart from 0 this often (less than the 33-bit, 90 kHz wrap of 95,443 s).
+# PTS restart this often (less than the 33-bit, 90 kHz wrap of 95,443 s)...
 TIMELINE_SECONDS = 86_400
+# ...from here, not 0: the AAC encoder's priming would otherwise push the first audio
+# timestamps below zero, and ffmpeg would shift that whole run by the priming (21 ms).
+TIMELINE_START_S = 10.0
 # What ffmpeg's MPEG-TS muxer adds to every timestamp by default (measured, ffmpeg 5.1);
 # it keeps the encoder's audio priming off negative timestamps at a timeline's start.
 MUX_DELAY_S = 1.4
@@ -41,7 +44,7 @@ def slots_per_timeline(segment_seconds: float) -> int:
 
 def pts_offset_s(slot: int, segment_seconds: float) -> float:
     """Where slot's media starts on the timeline, in seconds (`-output_ts_offset`)."""
-    return (slot % slots_per_timeline(segment_seconds)) * segment_seconds
+    return TIMELINE_START_S + (slot % slots_per_timeline(segment_seconds)) * segment_seconds
 
 
 def is_timeline_start(slot: int, segment_seconds: float) -> bool:

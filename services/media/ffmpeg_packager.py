@@ -8,8 +8,10 @@ sequence and IV. Before feeding chunk n the wrapper installs the content key of 
 period (from this region's `KeyStore`) and rewrites the key info file atomically. When a
 chunk is missing (the encoder restarted) ffmpeg is finished and started again at the
 next chunk: the gap becomes a discontinuity in the shared window. A dead ffmpeg is
-started again the same way. Finished segments are published as `seg-<n>.ts` and folded
-into the shared window exactly as the synthetic packager does (`PackagerState`).
+started again the same way, and so is ffmpeg at the daily timeline wrap, with no gap
+(playlists tag that discontinuity themselves). Finished segments are published as
+`seg-<n>.ts` and folded into the shared window exactly as the synthetic packager does
+(`PackagerState`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from liveward.settings import Settings
 from services.keys.errors import KeyHierarchyError
 from services.keys.keystore import EPOCHS_TOPIC, EpochKeys, KeyStore
 from services.media.children import start_child, stop_child
+from services.media.encoding import is_timeline_start
 from services.media.encryption import (
     key_info_text,
     key_period,
@@ -134,6 +137,10 @@ class ContentPackager:
             return
         wanted = self.last_fed + 1
         if wanted in available:
+            if is_timeline_start(wanted, self.media.segment_seconds):
+                # The timestamps restart (the daily wrap): ffmpeg's segmenter cannot follow
+                # them back, so a new ffmpeg starts the new timeline, numbering unbroken.
+                self.finish(now)
             self._feed(wanted, now)
         elif available[-1] > wanted:
             log.info("chunk %d of %s never came; packaging again from %d", wanted,

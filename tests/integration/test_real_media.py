@@ -37,7 +37,7 @@ from services.keys.keystore import KeyStore
 from services.keys.kms import local_keks_of_every_region
 from services.keys.rotation import KeyTopics, Rotator
 from services.keys.timeline import RotationPolicy
-from services.media.encoding import MUX_DELAY_S
+from services.media.encoding import MUX_DELAY_S, pts_offset_s
 from services.media.layout import private_key_dir, region_store
 from services.media.region import RegionProcesses, running_regions, start_all
 from services.players.fleet import FleetConfig, run_fleet_blocking
@@ -357,8 +357,9 @@ def test_both_regions_give_a_segment_the_same_name_key_and_timestamps(
     assert starts[0] == starts[1]
     # Slot n's timestamps are a function of n alone: n * segment length on a daily
     # timeline, plus the fixed delay of the two MPEG-TS muxers (encoder, packager).
-    offset = starts[0]["video"] - (seq * SEGMENT_S) % 86_400
-    assert offset == pytest.approx(2 * MUX_DELAY_S, abs=0.01)
+    assert starts[0]["video"] == pytest.approx(
+        pts_offset_s(seq, SEGMENT_S) + 2 * MUX_DELAY_S, abs=0.001
+    )
 
 
 def _manifest_states(settings: Settings, region: str, since_ms: int) -> list[PackagerManifestState]:

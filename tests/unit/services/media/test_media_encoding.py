@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from liveward.settings import MediaSettings
 from services.media.encoding import (
     LAUNCH_LEAD_S,
+    TIMELINE_START_S,
     continuation_run,
     encoder_argv,
     finished_chunks,
@@ -42,7 +43,7 @@ def test_a_run_ends_where_the_timeline_wraps_and_the_next_takes_over() -> None:
     assert run.last_slot() == DAY_SLOTS * 10 - 1
     following = continuation_run(run.last_slot(), 2.0)
     assert following.first_slot == DAY_SLOTS * 10
-    assert following.pts_offset_s == 0.0
+    assert following.pts_offset_s == TIMELINE_START_S
     assert following.chunks == DAY_SLOTS
     assert following.launch_at == segment_start(following.first_slot, 2.0) - LAUNCH_LEAD_S
 
@@ -50,12 +51,12 @@ def test_a_run_ends_where_the_timeline_wraps_and_the_next_takes_over() -> None:
 @given(st.integers(min_value=0, max_value=10**10), st.sampled_from([1.0, 2.0, 4.0, 6.0]))
 def test_timestamps_are_a_function_of_the_slot_alone(slot: int, seconds: float) -> None:
     offset = pts_offset_s(slot, seconds)
-    assert 0 <= offset < 86_400
+    assert TIMELINE_START_S <= offset < TIMELINE_START_S + 86_400
     if not is_timeline_start(slot + 1, seconds):
         # The next slot continues the same timeline, one segment later.
         assert pts_offset_s(slot + 1, seconds) == offset + seconds
     else:
-        assert pts_offset_s(slot + 1, seconds) == 0
+        assert pts_offset_s(slot + 1, seconds) == TIMELINE_START_S
 
 
 def test_timeline_starts_before_counts_the_wraps_that_left_a_window() -> None:
