@@ -99,14 +99,21 @@ def test_revoked_viewer_stops_within_a_key_period_plus_the_buffer(live: Live, pa
 
 def test_console_shows_every_region(live: Live, page: Page) -> None:
     page.goto(live.console.url)
+    up = "['serving', 'standby']"
     for region in live.settings.regions[:2]:
         wait_for(
             page,
             f"(() => {{ const e = document.querySelector('[data-region=\"{region}\"]'); "
-            "return e && e.dataset.state === 'serving'; })()",
+            f"return e && {up}.includes(e.dataset.state); }})()",
             30.0,
-            f"region {region} shown as serving",
+            f"region {region} shown as up (serving or standby)",
         )
+    wait_for(
+        page,
+        "document.querySelectorAll('[data-region][data-state=\"serving\"]').length === 1",
+        10.0,
+        "exactly one region shown leading",
+    )
     save_artifact("console.png", page.screenshot(full_page=True))
 
 
