@@ -10,7 +10,8 @@ Throughput: `events` samples are produced first, as the bridge writes them: requ
 say how many samples each one summarised. The worker's rate is samples over the time
 between its first and its last partial (Kafka timestamps), so its start-up is not
 counted. The baselines read the same records with a plain confluent-kafka consumer that
-decodes every sample with the Avro codec, and with a Faust agent that only takes them.
+decodes them (every sample) with the Avro codec, as the worker does, and with a Faust
+agent that only takes them.
 
 Latency: with the worker and the analytics sink (embedded chdb) running, samples are
 produced at a steady rate with the current time. A window can only close once the
@@ -47,7 +48,7 @@ from streams.consumer import consumer_config
 from streams.events import QoETelemetrySample
 from streams.meta import new_event_id, now_ms
 from streams.producer import producer_config
-from streams.telemetry import batches_of, decode_samples
+from streams.telemetry import batches_of, decode_batch
 from streams.topics import apply_topics
 
 TELEMETRY = "qoe.telemetry"
@@ -169,7 +170,7 @@ def raw_consume_and_decode(settings: Settings, events: int) -> float:
             for message in consumer.consume(10_000, timeout=1.0):
                 value = message.value()
                 if message.error() is None and value is not None:
-                    seen += len(decode_samples(codec, value))
+                    seen += len(decode_batch(codec, value)["samples"])
     finally:
         consumer.close()
     return time.perf_counter() - started

@@ -2,8 +2,9 @@
 
 Pure functions in two stages, matching the two agents that call them:
 
-1. `partials_of(samples)` folds one batch of samples (from any mix of `qoe.telemetry`
-   partitions) into one `Partial` per (window, serving_region, cdn, content_id). A partial
+1. `partials_of_batches(batches)` folds the samples of decoded `qoe.telemetry` batch
+   records (from any mix of partitions) into one `Partial` per (window, serving_region,
+   cdn, content_id); `partials_of(samples)` does the same for sample events. A partial
    holds only mergeable state: counts, sums, value histograms and distinct sets of viewer
    pseudonyms and sessions (`processors.distinct`), so partials from every partition
    combine by union into exactly the figures one pass over all samples would give.
@@ -108,19 +109,24 @@ class GroupStats:
     sessions: DistinctSet = field(default_factory=DistinctSet)
     exited_sessions: DistinctSet = field(default_factory=DistinctSet)
 
-    def add(self, sample: QoETelemetrySample, session_hash: int) -> None:
+    def add(
+        self, sample: Mapping[str, Any], bitrate: int, viewer_hash: int, session_hash: int
+    ) -> None:
+        """Count one sample, given as its Avro record (a batch's sample, or a whole
+        `QoETelemetrySample`), with its bitrate bin and its viewer's and session's hashes."""
         self.samples += 1
-        self.play_ms += sample.play_ms
-        self.rebuffer_ms += sample.rebuffer_ms
-        self.rebuffer_count += sample.rebuffer_count
-        if sample.error_code is not None:
+        self.play_ms += sample["play_ms"]
+        self.rebuffer_ms += sample["rebuffer_ms"]
+        self.rebuffer_count += sample["rebuffer_count"]
+        if sample["error_code"] is not None:
             self.error_samples += 1
-        self.bitrates[significant(sample.bitrate_kbps)] += 1
-        if sample.startup_ms is not None:
-            self.startups[significant(sample.startup_ms)] += 1
-        self.viewers.add(sample.viewer_pseudonym)
+        self.bitrates[bitrate] += 1
+        startup = sample["startup_ms"]
+        if startup is not None:
+            self.startups[significant(startup)] += 1
+        self.viewers.add_hash(viewer_hash)
         self.sessions.add_hash(session_hash)
-        if sample.exited_before_start:
+        if sample["exited_before_start"]:
             self.exited_sessions.add_hash(session_hash)
 
     def merge(self, other: GroupStats) -> None:
@@ -242,21 +248,52 @@ class Partial:
 
 
 def partials_of(samples: Iterable[QoETelemetrySample], rules: WindowRules) -> list[Partial]:
-    """Fold a batch of samples into one partial per (window, serving region, cdn, content)."""
+    """Fold sample events into one partial per (window, serving region, cdn, content)."""
+    return partials_of_batches(
+        ({"occurred_at": s.occurred_at, "samples": (s.to_avro(),)} for s in samples), rules
+    )
+
+
+def partials_of_batches(batches: Iterable[Mapping[str, Any]], rules: WindowRules) -> list[Partial]:
+    """Fold decoded `QoETelemetryBatch` records into one partial per (window, serving
+    region, cdn, content): the same partials as `partials_of` over their samples.
+
+    Only `occurred_at` (when the bridge received them) and `samples` (their Avro records)
+    are read, so a single `QoETelemetrySample` record `r` folds as the batch
+    `{"occurred_at": r["occurred_at"], "samples": [r]}`.
+    """
     stats: dict[tuple[int, str, str, str], GroupStats] = {}
+    # Within a batch of requests sessions, viewers and bitrates repeat: hash and bin once.
+    hashes: dict[str, int] = {}
+    bins: dict[int, int] = {}
     watermark = 0
-    for sample in samples:
-        watermark = max(watermark, sample.occurred_at)
-        key = (
-            rules.window_of(event_time(sample)),
-            sample.serving_region,
-            sample.cdn,
-            sample.content_id,
-        )
-        group = stats.get(key)
-        if group is None:
-            group = stats[key] = GroupStats()
-        group.add(sample, hash64(sample.session_ref))
+    for batch in batches:
+        received = batch["occurred_at"]
+        watermark = max(watermark, received)
+        for sample in batch["samples"]:
+            at = min(sample["sampled_at"], received)  # `event_time`
+            key = (
+                rules.window_of(at),
+                sample["serving_region"],
+                sample["cdn"],
+                sample["content_id"],
+            )
+            group = stats.get(key)
+            if group is None:
+                group = stats[key] = GroupStats()
+            session, viewer, bitrate = (
+                sample["session_ref"], sample["viewer_pseudonym"], sample["bitrate_kbps"],
+            )  # fmt: skip
+            session_hash = hashes.get(session)
+            if session_hash is None:
+                session_hash = hashes[session] = hash64(session)
+            viewer_hash = hashes.get(viewer)
+            if viewer_hash is None:
+                viewer_hash = hashes[viewer] = hash64(viewer)
+            bitrate_bin = bins.get(bitrate)
+            if bitrate_bin is None:
+                bitrate_bin = bins[bitrate] = significant(bitrate)
+            group.add(sample, bitrate_bin, viewer_hash, session_hash)
     return [
         Partial(window, region, cdn, content, group, watermark)
         for (window, region, cdn, content), group in stats.items()

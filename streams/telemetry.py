@@ -45,19 +45,18 @@ def telemetry_samples(event: object) -> list[QoETelemetrySample] | None:
     return None
 
 
-def decode_samples(codec: AvroCodec, data: bytes) -> list[QoETelemetrySample]:
-    """The samples of one `qoe.telemetry` record value, straight from the decoded record.
+def decode_batch(codec: AvroCodec, data: bytes) -> dict[str, Any]:
+    """One `qoe.telemetry` record value as a batch record (`occurred_at`, the shared
+    fields, `samples`), without building an event object per sample.
 
-    Raises DecodeError like the codec, or with reason wrong-event-type.
+    A single `QoETelemetrySample` reads as a batch of one. Raises DecodeError like the
+    codec, or with reason wrong-event-type.
     """
     version, record = codec.decode_record(data)
-    try:
-        if version.name == QoETelemetryBatch.SCHEMA_NAME:
-            return samples_of_record(record)
-        if version.name == QoETelemetrySample.SCHEMA_NAME:
-            return [QoETelemetrySample.from_avro(record)]
-    except (TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"{version.name}: {exc}", reason="malformed-body") from exc
+    if version.name == QoETelemetryBatch.SCHEMA_NAME:
+        return record
+    if version.name == QoETelemetrySample.SCHEMA_NAME:
+        return {**record, "samples": [record]}
     raise DecodeError(
         f"expected {QoETelemetryBatch.SCHEMA_NAME}, got {version.name}", reason="wrong-event-type"
     )

@@ -6,9 +6,9 @@ of them at once:
 
 1. `qoe-partials` reads `qoe.telemetry` records (each a batch of one request's samples)
    in batches of records (`take_events`) and folds every sample of them into mergeable
-   partials (`processors.qoe.partials_of`), sent to an internal topic keyed by serving
-   region. It keeps no state, so a restart cannot lose any; the batch is acked
-   only after Kafka confirmed its partials.
+   partials (`processors.qoe.partials_of_batches`, straight from the decoded records),
+   sent to an internal topic keyed by serving region. It keeps no state, so a restart
+   cannot lose any; the batch is acked only after Kafka confirmed its partials.
 2. `qoe-windows` reads the partials, all of a serving region on one partition, and folds
    them into that region's open windows, held in a Faust table keyed by serving region:
    the same key as its input, so the state's changelog partition is the input's partition
@@ -45,7 +45,7 @@ from processors.qoe import (
     advance_watermark,
     close_windows,
     fold_partial,
-    partials_of,
+    partials_of_batches,
 )
 from processors.tables import changelog_known
 from processors.topics import catalog_topic
@@ -53,9 +53,8 @@ from streams.catalog import CATALOG, DAY_MS
 from streams.codec import default_codec
 from streams.deadletter import DEAD_LETTER_TOPIC
 from streams.errors import DecodeError, StreamsError
-from streams.events import QoETelemetrySample
 from streams.meta import now_ms
-from streams.telemetry import decode_samples
+from streams.telemetry import decode_batch
 from streams.topics import admin_client
 
 log = logging.getLogger(__name__)
@@ -170,17 +169,17 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(telemetry, name=PARTIALS_AGENT)
     async def summarise(stream: Any) -> None:
         async for events in stream.take_events(RECORD_BATCH, within=BATCH_WITHIN_S):
-            samples: list[QoETelemetrySample] = []
+            batches: list[dict[str, Any]] = []
             for event in events:
                 try:
-                    samples += decode_samples(codec, event.value)
+                    batches.append(decode_batch(codec, event.value))
                 except DecodeError as exc:
                     await dead_letter(event, PARTIALS_AGENT, exc.reason, str(exc))
             sent = [
                 await partials.send(
                     key=partial.serving_region.encode(), value=orjson.dumps(partial.to_json())
                 )
-                for partial in partials_of(samples, rules)
+                for partial in partials_of_batches(batches, rules)
             ]
             # The batch is acked when this body returns: only after Kafka has its partials.
             for delivery in sent:

@@ -24,10 +24,12 @@ from processors.qoe import (
     event_time,
     fold_partial,
     partials_of,
+    partials_of_batches,
     percentile,
     significant,
 )
 from streams.events import QoEAggregate, QoETelemetrySample
+from streams.telemetry import batches_of
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 10_000
 RULES = WindowRules(window_ms=10_000, lateness_ms=5_000, k=3)
@@ -338,3 +340,22 @@ def test_without_lateness_batching_and_order_do_not_change_the_figures(
 def test_anonymity_plan_with_no_groups_publishes_nothing() -> None:
     plan = anonymity_plan({}, 10)
     assert plan.published == () and plan.suppressed_samples == 0
+
+
+@settings(max_examples=100)
+@given(samples_strategy, st.integers(1, 6))
+def test_batch_records_fold_into_the_partials_of_their_samples(
+    samples: list[QoETelemetrySample], partitions: int
+) -> None:
+    rules = WindowRules(window_ms=10_000, lateness_ms=5_000, k=3)
+    records = [b.to_avro() for b in batches_of(samples, partitions)]
+
+    from_batches = partials_of_batches(records, rules)
+    from_samples = partials_of(samples, rules)
+
+    def key(p: Partial) -> tuple[int, str, str, str]:
+        return (p.window_start, p.serving_region, p.cdn, p.content_id)
+
+    assert [p.to_json() for p in sorted(from_batches, key=key)] == [
+        p.to_json() for p in sorted(from_samples, key=key)
+    ]
