@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from functools import partial
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from infra.processes import ManagedProcess, pid_alive, wait_until
@@ -42,10 +43,10 @@ from services.media.layout import private_key_dir, region_store
 from services.media.region import RegionProcesses, running_regions, start_all
 from services.players.fleet import FleetConfig, run_fleet_blocking
 from streams.catalog import CATALOG, TopicCatalog
-from streams.codec import default_codec
+from streams.codec import AvroEvent, default_codec
 from streams.consumer import consumer_config
 from streams.errors import StreamsError
-from streams.events import PackagerManifestState
+from streams.events import IngestHealth, IngestStatus, PackagerManifestState
 from streams.producer import EventProducer
 from streams.topics import apply_topics
 from tests.fixtures.geo import write_geo_databases
@@ -362,16 +363,21 @@ def test_both_regions_give_a_segment_the_same_name_key_and_timestamps(
     )
 
 
-def _manifest_states(settings: Settings, region: str, since_ms: int) -> list[PackagerManifestState]:
+def _events_since(
+    settings: Settings, topic: str, event_type: type[AvroEvent], since_ms: int
+) -> list[Any]:
+    """Events of this module's content on topic stamped from since_ms until now."""
     consumer = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex}"))
-    metadata = consumer.list_topics("ingest.manifest-state", timeout=10)
-    partitions = metadata.topics["ingest.manifest-state"].partitions
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    starts = consumer.offsets_for_times(
+        [TopicPartition(topic, p, since_ms) for p in partitions], timeout=10
+    )
     consumer.assign(
-        [TopicPartition("ingest.manifest-state", p, OFFSET_BEGINNING) for p in partitions]
+        [tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, OFFSET_END) for tp in starts]
     )
     codec = default_codec()
-    found: list[PackagerManifestState] = []
-    # The packagers keep publishing: read what is there by now, for 10 s at most.
+    found: list[Any] = []
+    # The media processes keep publishing: read what is there by now, for 10 s at most.
     until_ms = int(time.time() * 1000)
     deadline = time.monotonic() + 10
     try:
@@ -380,16 +386,32 @@ def _manifest_states(settings: Settings, region: str, since_ms: int) -> list[Pac
             if not messages:
                 break
             for message in messages:
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                if message.error() is not None:
                     continue
-                event = codec.decode_as(message.value() or b"", PackagerManifestState)
-                ours = event.region == region and event.content_id == CONTENT
+                event = codec.decode_as(message.value() or b"", event_type)
+                ours = getattr(event, "content_id", None) == CONTENT
                 if ours and since_ms <= event.occurred_at <= until_ms:
                     found.append(event)
     finally:
         consumer.close()
     return found
+
+
+def _manifest_states(settings: Settings, region: str, since_ms: int) -> list[PackagerManifestState]:
+    states = _events_since(settings, "ingest.manifest-state", PackagerManifestState, since_ms)
+    return [state for state in states if state.region == region]
+
+
+def test_a_healthy_region_beats_ok_although_ffmpeg_finishes_segments_late(
+    media: RealMedia,
+) -> None:
+    since = int(time.time() * 1000)
+    time.sleep(3 * SEGMENT_S)
+    beats = _events_since(media.settings, "ingest.health", IngestHealth, since)
+    sources = {beat.source_id for beat in beats if beat.region == "eu-west"}
+    assert sources == {"eu-west/ingest", "eu-west/packager-a", "eu-west/packager-b",
+                       "eu-west/origin"}  # fmt: skip
+    assert {(b.source_id, b.status) for b in beats if b.status != IngestStatus.OK} == set()
 
 
 def _cpu_seconds(pid: int) -> float:
