@@ -97,6 +97,27 @@ def test_revoked_viewer_stops_within_a_key_period_plus_the_buffer(live: Live, pa
     assert to_stop <= KEY_PERIOD_S + buffered + 4.0
 
 
+def test_a_key_refusal_is_readable_across_origins(live: Live, page: Page) -> None:
+    """No token, a forged one: 401 with the reason, readable by the page (CORS on 4xx)."""
+    page.goto(live.console.url)
+    license_url = live.system.of("license")[0].url
+    period = int(time.time()) // KEY_PERIOD_S
+    answers = page.evaluate(
+        """async ([url, forged]) => {
+          const out = [];
+          for (const headers of [{}, {Authorization: 'Bearer ' + forged}]) {
+            const r = await fetch(url, {headers});
+            out.push({status: r.status, body: await r.json()});
+          }
+          return out;
+        }""",
+        [f"{license_url}/v1/keys/match-of-the-day/{period}", "e30.e30.c2ln"],
+    )
+    print(f"\nkey refusals seen by the page: {answers}")
+    assert [a["status"] for a in answers] == [401, 401]
+    assert all(a["body"].get("error") for a in answers)
+
+
 def test_console_shows_every_region(live: Live, page: Page) -> None:
     page.goto(live.console.url)
     up = "['serving', 'standby']"
