@@ -4,10 +4,11 @@ this wrapper hands its finished chunks to the packagers.
 Each run of the encoder starts on a slot boundary and cuts one chunk per slot
 (`encoding.plan_run`); a chunk the encoder's CSV list names as finished is moved into
 the region's store as `chunk-<slot>.ts`, where both packagers pick it up. A dead encoder
-is started again from the wall clock: the slots it missed are a gap, which the packagers'
-shared window turns into an `EXT-X-DISCONTINUITY`. A run ends itself where the timeline
-wraps (once a day); the next run is launched on time while it finishes. The wrapper beats
-`IngestHealth` (role INGEST) every second, FAILING when chunks stop coming.
+(or a hung one, killed) is started again from the wall clock: the slots it missed are a
+gap, which the packagers' shared window turns into an `EXT-X-DISCONTINUITY`. A run ends
+itself where the timeline wraps (once a day); the next run is launched on time while it
+finishes. The wrapper beats `IngestHealth` (role INGEST) every second, FAILING when
+chunks stop coming.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from services.media.encoding import (
 )
 from services.media.layout import chunk_dir, contribution_path, encoder_dir, region_store
 from services.media.runtime import Lifetime
-from services.media.segments import last_complete_segment
+from services.media.segments import last_complete_segment, segment_end
 from services.media.store import prune_numbered
 from streams.events import IngestRole
 
@@ -47,6 +48,9 @@ KEEP_CHUNKS = 8
 # A chunk is due this long after its slot ends (the encoder's own latency).
 DUE_GRACE_S = 1.0
 LISTING = "chunks.csv"
+# An encoder that is alive but this many segments late with a chunk is hung: killed, and
+# started again like a dead one.
+STALLED_SEGMENTS = 2
 
 
 @dataclass(slots=True)
@@ -86,8 +90,17 @@ class ContentEncoder:
         """Deliver finished chunks, retire ended runs, launch the next run when due; the
         time of the next launch (the caller wakes up for it)."""
         for run in list(self.runs):
-            code = run.child.poll()
             self._deliver(run, now)
+            if run.child.poll() is None and now > self._overdue_at(run):
+                log.warning(
+                    "encoder of %s (PID %d) made no chunk since slot %d; killing it",
+                    self.content_id,
+                    run.child.pid,
+                    self.delivered,
+                )
+                run.child.kill()
+                run.child.wait()
+            code = run.child.poll()
             if code is not None:
                 if code != 0 or self.delivered < run.plan.last_slot():
                     self.restarts += 1
@@ -105,6 +118,14 @@ class ContentEncoder:
             self.planned = None
             upcoming = self.upcoming(now)
         return upcoming.launch_at
+
+    def _overdue_at(self, run: _Run) -> float:
+        """When a run that delivered nothing more counts as hung: STALLED_SEGMENTS after
+        the end of the next chunk it owes."""
+        owed = max(self.delivered + 1, run.plan.first_slot)
+        return segment_end(owed, self.media.segment_seconds) + (
+            STALLED_SEGMENTS * self.media.segment_seconds
+        )
 
     def _launch(self, plan: EncoderRun) -> None:
         workdir = encoder_dir(self.store, self.content_id) / f"run-{plan.first_slot}"

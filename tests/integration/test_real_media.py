@@ -534,6 +534,24 @@ def test_a_killed_encoder_is_started_again(media: RealMedia) -> None:
     assert abs(newest - int(time.time() / SEGMENT_S)) <= 3
 
 
+def test_a_hung_encoder_is_replaced(media: RealMedia) -> None:
+    ingest = _pid(media, "ingest")
+    (encoder,) = _children(ingest)
+    os.kill(encoder, signal.SIGSTOP)  # alive, but making nothing
+
+    def replaced() -> bool:
+        current = _children(ingest)
+        return bool(current) and encoder not in current
+
+    try:
+        assert wait_until(replaced, timeout=6 * SEGMENT_S)
+    finally:
+        if pid_alive(encoder):
+            os.kill(encoder, signal.SIGCONT)
+    newest = int(time.time() / SEGMENT_S)
+    assert wait_until(lambda: max(_listed(_edge(media)).segments) >= newest, timeout=5 * SEGMENT_S)
+
+
 def test_a_region_kill_leaves_no_ffmpeg_behind(media: RealMedia) -> None:
     region = media.regions[1]
     wrappers = [_pid(media, role, 1) for role in ("ingest", "packager-a", "packager-b")]
