@@ -17,6 +17,7 @@ def test_liveward_run_brings_the_system_up_and_every_check_passes(
         state_dir=tmp_path / "state",
         kafka=KafkaSettings(port=19392 + port_offset, controller_port=19393 + port_offset),
         services=ServiceSettings(
+            console_port=18380 + port_offset,
             auth_port=18381 + port_offset,
             license_port=18391 + port_offset,
             license_grpc_port=18401 + port_offset,
