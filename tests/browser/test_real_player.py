@@ -94,6 +94,9 @@ def test_revoked_viewer_stops_within_a_key_period_plus_the_buffer(live: Live, pa
     assert last.values["state"] == "stopped"
     assert refusals, "the key server did not refuse with 403 (or the page could not read it)"
     assert last.values["reason"], "the page does not say why it stopped"
+    # ... and shows it to the person watching.
+    shown = page.locator(f'#key-refusals li[data-reason="{last.values["reason"]}"]')
+    assert shown.count() >= 1, page.inner_html("body")[:2000]
     assert to_stop <= KEY_PERIOD_S + buffered + 4.0
 
 
