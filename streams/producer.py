@@ -45,12 +45,14 @@ class Delivered:
 
 
 class _Pending:
-    """Counts outstanding deliveries of one `send_raw` call and collects the outcomes.
+    """Counts outstanding deliveries of one send and collects the failures, and where each
+    record landed when `keep_delivered` (`send_raw`; `send_counted` keeps only the count).
 
     One bound method serves as every record's delivery callback: no closure per record.
     """
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, *, keep_delivered: bool = True) -> None:
+        self.keep_delivered = keep_delivered
         self.remaining = expected
         self.delivered: list[Delivered] = []
         self.errors: list[str] = []
@@ -66,34 +68,13 @@ class _Pending:
     def _record(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.errors.append(f"{msg.topic()}: {err.str()}")
-        else:
+        elif self.keep_delivered:
             self.delivered.append(
                 Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
             )
         self.remaining -= 1
         if self.remaining == 0:
             self.done.set()
-
-
-class _Counted:
-    """Counts outstanding deliveries of one `send_counted` call: no per-record outcome is
-    kept, only the failures (what a caller that answers "all stored" needs)."""
-
-    def __init__(self, expected: int) -> None:
-        self.remaining = expected
-        self.errors: list[str] = []
-        self.done = threading.Event()
-        self._lock = threading.Lock()
-        if expected == 0:
-            self.done.set()
-
-    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        with self._lock:
-            if err is not None:
-                self.errors.append(f"{msg.topic()}: {err.str()}")
-            self.remaining -= 1
-            if self.remaining == 0:
-                self.done.set()
 
 
 class EventProducer:
@@ -173,15 +154,12 @@ class EventProducer:
         """As `send_raw`, for callers that need only "every record is stored": returns the
         count. Keeping no per-record outcome halves the Python work per record (the
         telemetry bridge sends ~100k records a second)."""
-        pending = _Counted(len(records))
+        pending = _Pending(len(records), keep_delivered=False)
         produce = self._produce
         callback = pending.on_delivery
         for key, value in records:
             produce(topic, key, value, callback)
-        if not pending.done.wait(timeout):
-            raise DeliveryFailed(
-                f"{pending.remaining} records not acknowledged within {timeout:.0f}s"
-            )
+        self._wait(pending, timeout)
         if pending.errors:
             raise DeliveryFailed(
                 f"{len(pending.errors)} of {len(records)} records not stored: {pending.errors[0]}"
