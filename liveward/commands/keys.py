@@ -8,8 +8,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated
@@ -18,10 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from liveward.settings import Settings, load_settings
-from services.keys.errors import KeyHierarchyError
-from services.keys.keystore import KeyStore
+from liveward.settings import load_settings
 from services.keys.kms import local_keks_of_every_region
+from services.keys.local import caught_up_key_store, local_rotator
 from services.keys.rotation import RotationOutcome, Rotator
 from services.keys.timeline import (
     EpochInfo,
@@ -63,41 +60,6 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-@contextmanager
-def _key_store(settings: Settings, timeout: float) -> Iterator[KeyStore]:
-    """This region's KeyStore, caught up with keys.epochs."""
-    keys = KeyStore(settings)
-    try:
-        keys.start(timeout)
-        if not keys.wait_ready(timeout):
-            raise KeyHierarchyError(
-                f"keys.epochs was not read to its end within {timeout:g} s",
-                reason="epochs-unreadable",
-            )
-        yield keys
-    finally:
-        keys.close()
-
-
-@contextmanager
-def _rotator(
-    settings: Settings, timeout: float, policy: RotationPolicy, contents: list[str] | None = None
-) -> Iterator[Rotator]:
-    fixed = list(dict.fromkeys(contents or ()))
-    with _key_store(settings, timeout) as keys:
-        producer = EventProducer(settings)
-        try:
-            yield Rotator(
-                keys,
-                local_keks_of_every_region(settings),
-                producer,
-                policy=policy,
-                contents=lambda: fixed,
-            )
-        finally:
-            producer.close()
-
-
 @app.command()
 def rotate(
     emergency: Annotated[
@@ -116,7 +78,7 @@ def rotate(
     settings = load_settings()
     began = time.monotonic()
     policy = RotationPolicy(period_seconds=period_seconds or settings.keys.period_seconds)
-    with _rotator(settings, timeout, policy, content) as r:
+    with local_rotator(settings, timeout, policy, content) as r:
         outcome = r.rotate(emergency=emergency)
     console = _console()
     for epoch in outcome.created:
@@ -147,7 +109,7 @@ def rotate_kek(
     if region not in keks:
         raise typer.BadParameter(f"{region} is not a configured region", param_hint="--region")
     kek_id = keks[region].rotate()
-    with _key_store(settings, timeout) as keys:
+    with caught_up_key_store(settings, timeout) as keys:
         producer = EventProducer(settings)
         try:
             rewrapped = Rotator(keys, keks, producer).rewrap()
@@ -160,7 +122,7 @@ def rotate_kek(
 def rewrap(timeout: Timeout = 30.0) -> None:
     """Re-publish every epoch wrapped for every configured region (after adding a region)."""
     settings = load_settings()
-    with _rotator(settings, timeout, RotationPolicy()) as rotator:
+    with local_rotator(settings, timeout, RotationPolicy()) as rotator:
         rewrapped = rotator.rewrap()
     _console().print(f"re-wrapped {len(rewrapped)} epochs for {', '.join(settings.regions)}")
 
@@ -182,7 +144,7 @@ def status(content: Contents = None, timeout: Timeout = 30.0) -> None:
     if not console.is_terminal:
         # Piped output has no width to respect; ids stay whole instead of being cut.
         console.width = max(console.width, 132)
-    with _key_store(settings, timeout) as keys:
+    with caught_up_key_store(settings, timeout) as keys:
         now = now_ms()
         epochs = keys.epochs()
         unavailable = keys.unavailable()
@@ -280,7 +242,7 @@ def run(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with _key_store(settings, timeout) as keys:
+        with caught_up_key_store(settings, timeout) as keys:
             producer = EventProducer(settings)
             try:
                 rotator = Rotator(

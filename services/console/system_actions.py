@@ -11,12 +11,9 @@ from infra.live_system import LiveSystem
 from liveward.errors import LivewardError
 from liveward.settings import Settings
 from services.console.errors import ActionFailed, ActionRefused
-from services.keys.keystore import KeyStore
-from services.keys.kms import local_keks_of_every_region
-from services.keys.rotation import Rotator
+from services.keys.local import local_rotator
 from services.keys.timeline import RotationPolicy
 from services.media.region import RegionProcesses
-from streams.producer import EventProducer
 
 AUTH_TIMEOUT_S = 5.0
 KEYS_TIMEOUT_S = 30.0
@@ -80,29 +77,11 @@ class SystemActions:
         settings = self._settings
         policy = RotationPolicy(period_seconds=settings.keys.period_seconds)
         contents = [settings.console.content_id]
-        keys = KeyStore(settings)
         try:
-            keys.start(KEYS_TIMEOUT_S)
-            if not keys.wait_ready(KEYS_TIMEOUT_S):
-                raise ActionFailed("epochs-unreadable", "keys.epochs was not read to its end")
-            producer = EventProducer(settings)
-            try:
-                rotator = Rotator(
-                    keys,
-                    local_keks_of_every_region(settings),
-                    producer,
-                    policy=policy,
-                    contents=lambda: contents,
-                )
+            with local_rotator(settings, KEYS_TIMEOUT_S, policy, contents) as rotator:
                 outcome = rotator.rotate(emergency=True)
-            finally:
-                producer.close()
         except LivewardError as exc:
-            if isinstance(exc, ActionFailed):
-                raise
             raise ActionFailed(exc.reason, f"the rotation failed: {exc}") from exc
-        finally:
-            keys.close()
         return {
             "epochs": [e.epoch_id for e in outcome.created],
             "started_at": [e.started_at for e in outcome.created],

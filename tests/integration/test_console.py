@@ -113,6 +113,9 @@ def test_every_region_and_cdn_is_shown_up_with_one_serving(console: ConsoleHandl
         lambda s: (
             sorted(regions(s).values()) == ["serving", "standby"]
             and all(c["state"] == "up" for r in s["regions"] for c in r["cdns"])
+            # The edges are probed at once; the sources' beats come through Kafka.
+            and {"ingest", "packager", "origin"}
+            <= {source["role"] for source in s["regions"][0]["sources"]}
         ),
         timeout=30,
     )
