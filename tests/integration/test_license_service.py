@@ -9,9 +9,7 @@ X-Forwarded-For (the test is a trusted proxy).
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,26 +23,20 @@ import pytest
 from confluent_kafka import Consumer
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from infra.processes import ManagedProcess, wait_until
+from infra.processes import wait_until
 from liveward.settings import AuthSettings, KeySettings, ServiceSettings, Settings
 from services.auth.server import keyring_path
 from services.auth.signing_keys import KeyringFile
 from services.auth.tokens import TokenVerifier, sign_token
 from services.keys.keystore import ContentKey, KeyStore
-from services.keys.kms import local_keks_of_every_region
-from services.keys.rotation import KeyTopics, Rotator
-from services.keys.timeline import RotationPolicy
 from services.license.clearkey import b64url, b64url_decode
 from services.license.proto import license_pb2, license_pb2_grpc
-from streams.catalog import CATALOG, TopicCatalog
 from streams.codec import AvroEvent, default_codec
 from streams.consumer import consumer_config
-from streams.errors import StreamsError
 from streams.events import LicenseDecision, LicenseIssued, TokenUsed
 from streams.meta import now_ms
-from streams.producer import EventProducer
-from streams.topics import apply_topics
 from tests.fixtures.geo import write_geo_databases
+from tests.fixtures.services import epoch_on_topics_of_our_own, healthy, serve
 
 ADMIN_KEY, APP_KEY = "it-admin-key", "it-app-key"
 ORIGIN = {"Origin": "https://player.example"}
@@ -75,34 +67,6 @@ class LicenseEdge:
     keys: KeyStore
 
 
-def _process(settings: Settings, name: str, args: list[str]) -> ManagedProcess:
-    process = ManagedProcess(
-        name=name,
-        pid_file=settings.state_dir / "pids" / f"test-{name}.pid",
-        log_file=settings.log_dir / f"test-{name}.log",
-    )
-    process.start(
-        [sys.executable, "-m", "liveward.cli", "serve", *args],
-        env={**os.environ, **settings.as_env()},
-    )
-    return process
-
-
-def _started(keys: KeyStore) -> bool:
-    try:
-        keys.start(5)
-    except StreamsError:
-        return False
-    return True
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def edge(
     worker: Settings, port_offset: int, tmp_path_factory: pytest.TempPathFactory
@@ -128,30 +92,10 @@ def edge(
             ),
         }
     )
-    suffix = uuid.uuid4().hex[:12]
-    topics = KeyTopics(
-        epochs=dataclasses.replace(CATALOG["keys.epochs"], name=f"license-epochs-{suffix}"),
-        rotations=dataclasses.replace(CATALOG["keys.rotations"], name=f"license-rot-{suffix}"),
-    )
-    apply_topics(settings, TopicCatalog((topics.epochs, topics.rotations)))
-    keys = KeyStore(settings, topic=topics.epochs.name)
-    # A topic just created may take a moment to show in the broker's metadata.
-    assert wait_until(partial(_started, keys), timeout=15), "the epochs topic never appeared"
-    assert keys.wait_ready(30)
-    producer = EventProducer(settings)
-    try:
-        Rotator(
-            keys,
-            local_keks_of_every_region(settings),
-            producer,
-            policy=RotationPolicy(period_seconds=PERIOD_S),
-            topics=topics,
-        ).tick()
-    finally:
-        producer.close()
+    topics, keys = epoch_on_topics_of_our_own(settings, "license", PERIOD_S)
     processes = [
-        _process(settings, "license-auth", ["auth", "--port", str(auth_port)]),
-        _process(
+        serve(settings, "license-auth", ["auth", "--port", str(auth_port)]),
+        serve(
             settings,
             "license",
             [
@@ -168,7 +112,7 @@ def edge(
     urls = [f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{port}"]
     try:
         for process, url in zip(processes, urls, strict=True):
-            ready = wait_until(partial(_healthy, url), timeout=90, interval=0.2)
+            ready = wait_until(partial(healthy, url), timeout=90, interval=0.2)
             assert ready, f"{process.name} never became ready:\n{process.log_tail(40)}"
         yield LicenseEdge(settings, urls[0], urls[1], f"127.0.0.1:{grpc_port}", keys)
     finally:

@@ -10,13 +10,11 @@ service answers (IV = media sequence) and checked with ffprobe.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,25 +29,18 @@ import pytest
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from infra.processes import ManagedProcess, pid_alive, wait_until
+from infra.processes import pid_alive, wait_until
 from liveward.settings import AuthSettings, KeySettings, MediaSettings, ServiceSettings, Settings
 from liveward.topology import instance_port
-from services.keys.keystore import KeyStore
-from services.keys.kms import local_keks_of_every_region
-from services.keys.rotation import KeyTopics, Rotator
-from services.keys.timeline import RotationPolicy
 from services.media.encoding import MUX_DELAY_S, pts_offset_s
 from services.media.layout import private_key_dir, region_store
 from services.media.region import RegionProcesses, running_regions, start_all
 from services.players.fleet import FleetConfig, run_fleet_blocking
-from streams.catalog import CATALOG, TopicCatalog
 from streams.codec import AvroEvent, default_codec
 from streams.consumer import consumer_config
-from streams.errors import StreamsError
 from streams.events import IngestHealth, IngestStatus, PackagerManifestState
-from streams.producer import EventProducer
-from streams.topics import apply_topics
 from tests.fixtures.geo import write_geo_databases
+from tests.fixtures.services import epoch_on_topics_of_our_own, healthy, serve
 
 ADMIN_KEY, APP_KEY = "media-admin-key", "media-app-key"
 # Players on this machine, as the web console's: the local-viewer policy lets them play.
@@ -66,34 +57,6 @@ class RealMedia:
     settings: Settings
     regions: list[RegionProcesses]
     token: str
-
-
-def _process(settings: Settings, name: str, args: list[str]) -> ManagedProcess:
-    process = ManagedProcess(
-        name=name,
-        pid_file=settings.state_dir / "pids" / f"test-{name}.pid",
-        log_file=settings.log_dir / f"test-{name}.log",
-    )
-    process.start(
-        [sys.executable, "-m", "liveward.cli", "serve", *args],
-        env={**os.environ, **settings.as_env()},
-    )
-    return process
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _started(keys: KeyStore) -> bool:
-    try:
-        keys.start(5)
-    except StreamsError:
-        return False
-    return True
 
 
 def _token(auth_url: str) -> str:
@@ -151,35 +114,16 @@ def media(
             ),
         }
     )
-    suffix = uuid.uuid4().hex[:12]
-    topics = KeyTopics(
-        epochs=dataclasses.replace(CATALOG["keys.epochs"], name=f"media-epochs-{suffix}"),
-        rotations=dataclasses.replace(CATALOG["keys.rotations"], name=f"media-rot-{suffix}"),
-    )
-    apply_topics(settings, TopicCatalog((topics.epochs, topics.rotations)))
-    keys = KeyStore(settings, topic=topics.epochs.name)
-    assert wait_until(partial(_started, keys), timeout=15), "the epochs topic never appeared"
-    assert keys.wait_ready(30)
-    producer = EventProducer(settings)
-    try:
-        Rotator(
-            keys,
-            local_keks_of_every_region(settings),
-            producer,
-            policy=RotationPolicy(period_seconds=PERIOD_S),
-            topics=topics,
-        ).tick()
-    finally:
-        producer.close()
-        keys.close()
+    topics, keys = epoch_on_topics_of_our_own(settings, "media", PERIOD_S)
+    keys.close()
     # Auth, and a license service per region (key URIs name their own region's).
-    processes = [_process(settings, "media-auth", ["auth", "--port", str(auth_port)])]
+    processes = [serve(settings, "media-auth", ["auth", "--port", str(auth_port)])]
     urls = [f"http://127.0.0.1:{auth_port}"]
     for index in range(len(settings.regions)):
         port = instance_port(license_port, index)
         grpc_port = instance_port(settings.services.license_grpc_port, index)
         processes.append(
-            _process(
+            serve(
                 settings,
                 f"media-license-{index}",
                 [
@@ -196,7 +140,7 @@ def media(
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for process, url in zip(processes, urls, strict=True):
-            ready = wait_until(partial(_healthy, url), timeout=90, interval=0.2)
+            ready = wait_until(partial(healthy, url), timeout=90, interval=0.2)
             assert ready, f"{process.name} never became ready:\n{process.log_tail(40)}"
         with running_regions(
             settings, contents=(CONTENT,), lifetime_s=900, epochs_topic=topics.epochs.name
