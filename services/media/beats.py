@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from liveward.settings import Settings
 from streams.codec import AvroEvent
@@ -106,6 +108,64 @@ def health_event(
         last_segment_at=last_segment_at_ms,
         status=status,
     )
+
+
+BEAT_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """What a source says of one content in a heartbeat."""
+
+    content_id: str
+    last_segment_seq: int
+    last_segment_at_ms: int
+    status: IngestStatus
+
+
+class HealthBeats:
+    """A source's heartbeats: one `IngestHealth` per content every `interval_s`, numbered."""
+
+    def __init__(
+        self,
+        publisher: StatePublisher,
+        *,
+        region: str,
+        source_id: str,
+        role: IngestRole,
+        interval_s: float = BEAT_INTERVAL_S,
+        start_at: float = 0.0,
+    ) -> None:
+        self._publisher = publisher
+        self._region = region
+        self._source_id = source_id
+        self._role = role
+        self._interval_s = interval_s
+        self.seq = 0
+        self.next_at = start_at
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def send(self, now: float, beats: Iterable[Beat]) -> None:
+        """Offer one heartbeat per content, then schedule the next."""
+        for beat in beats:
+            self._publisher.offer(
+                f"health|{beat.content_id}",
+                HEALTH_TOPIC,
+                health_event(
+                    region=self._region,
+                    source_id=self._source_id,
+                    role=self._role,
+                    content_id=beat.content_id,
+                    beat_seq=self.seq,
+                    last_segment_seq=beat.last_segment_seq,
+                    last_segment_at_ms=beat.last_segment_at_ms,
+                    status=beat.status,
+                ),
+            )
+        self.seq += 1
+        self.next_at = max(self.next_at + self._interval_s, now)
 
 
 def lag_status(newest_due: int, last_produced: int) -> IngestStatus:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liveward.settings import MediaSettings, Settings
-from services.media.beats import HEALTH_TOPIC, StatePublisher, health_event, lag_status
+from services.media.beats import Beat, HealthBeats, StatePublisher, lag_status
 from services.media.children import start_child, stop_child
 from services.media.encoding import (
     LAUNCH_LEAD_S,
@@ -42,7 +42,6 @@ from streams.events import IngestRole
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.05
-BEAT_INTERVAL_S = 1.0
 # Chunks the packagers may still want (a packager restarting mid-interval); older go.
 KEEP_CHUNKS = 8
 # A chunk is due this long after its slot ends (the encoder's own latency).
@@ -178,8 +177,9 @@ def run_ffmpeg_ingest(
     source_id = f"{region}/ingest"
     encoders = {content_id: ContentEncoder(media, store, content_id) for content_id in contents}
     publisher = StatePublisher(settings)
-    beat_seq = 0
-    next_beat = time.time()
+    beats = HealthBeats(
+        publisher, region=region, source_id=source_id, role=IngestRole.INGEST, start_at=time.time()
+    )
     log.info("ingest %s encoding %s with ffmpeg", source_id, ", ".join(contents))
     try:
         while lifetime.alive():
@@ -187,25 +187,20 @@ def run_ffmpeg_ingest(
             wake = now + POLL_INTERVAL_S
             for encoder in encoders.values():
                 wake = min(wake, max(encoder.step(now), now))
-            if now >= next_beat:
+            if beats.due(now):
                 due = last_complete_segment(now - DUE_GRACE_S, media.segment_seconds)
-                for content_id, encoder in encoders.items():
-                    publisher.offer(
-                        f"health|{content_id}",
-                        HEALTH_TOPIC,
-                        health_event(
-                            region=region,
-                            source_id=source_id,
-                            role=IngestRole.INGEST,
-                            content_id=content_id,
-                            beat_seq=beat_seq,
-                            last_segment_seq=encoder.delivered,
-                            last_segment_at_ms=encoder.delivered_at_ms,
-                            status=lag_status(due, encoder.delivered),
-                        ),
-                    )
-                beat_seq += 1
-                next_beat = max(next_beat + BEAT_INTERVAL_S, now)
+                beats.send(
+                    now,
+                    (
+                        Beat(
+                            content_id,
+                            encoder.delivered,
+                            encoder.delivered_at_ms,
+                            lag_status(due, encoder.delivered),
+                        )
+                        for content_id, encoder in encoders.items()
+                    ),
+                )
             lifetime.wait(wake - time.time())
     finally:
         for encoder in encoders.values():

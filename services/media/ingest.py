@@ -12,7 +12,7 @@ import logging
 import time
 
 from liveward.settings import Settings
-from services.media.beats import HEALTH_TOPIC, StatePublisher, health_event
+from services.media.beats import Beat, HealthBeats, StatePublisher
 from services.media.layout import chunk_dir, chunk_path, region_store
 from services.media.runtime import Lifetime
 from services.media.segments import ingest_chunk, last_complete_segment, segment_end
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 # Chunks the packagers may still want (a packager restarting mid-interval); older go.
 KEEP_CHUNKS = 8
-BEAT_INTERVAL_S = 1.0
 
 
 def run_ingest(
@@ -36,8 +35,9 @@ def run_ingest(
     publisher = StatePublisher(settings)
     delivered = dict.fromkeys(contents, -1)
     delivered_at_ms = dict.fromkeys(contents, 0)
-    beat_seq = 0
-    next_beat = time.time()
+    beats = HealthBeats(
+        publisher, region=region, source_id=source_id, role=IngestRole.INGEST, start_at=time.time()
+    )
     log.info("ingest %s delivering %s", source_id, ", ".join(contents))
     try:
         while lifetime.alive():
@@ -55,25 +55,12 @@ def run_ingest(
                     prune_numbered(
                         chunk_dir(store, content_id), "chunk-", ".bin", newest - KEEP_CHUNKS
                     )
-            if now >= next_beat:
-                for content_id in contents:
-                    publisher.offer(
-                        f"health|{content_id}",
-                        HEALTH_TOPIC,
-                        health_event(
-                            region=region,
-                            source_id=source_id,
-                            role=IngestRole.INGEST,
-                            content_id=content_id,
-                            beat_seq=beat_seq,
-                            last_segment_seq=delivered[content_id],
-                            last_segment_at_ms=delivered_at_ms[content_id],
-                            status=IngestStatus.OK,
-                        ),
-                    )
-                beat_seq += 1
-                next_beat = max(next_beat + BEAT_INTERVAL_S, now)
-            wake = min(segment_end(newest + 1, segment_seconds), next_beat)
+            if beats.due(now):
+                beats.send(
+                    now,
+                    (Beat(c, delivered[c], delivered_at_ms[c], IngestStatus.OK) for c in contents),
+                )
+            wake = min(segment_end(newest + 1, segment_seconds), beats.next_at)
             lifetime.wait(wake - time.time())
     finally:
         publisher.close()

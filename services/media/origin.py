@@ -31,6 +31,7 @@ from services.media.asgi import (
     serve_asgi,
 )
 from services.media.beats import (
+    BEAT_INTERVAL_S,
     HEALTH_TOPIC,
     MANIFEST_TOPIC,
     StatePublisher,
@@ -61,7 +62,6 @@ from streams.views import CompactedTopicView
 
 log = logging.getLogger(__name__)
 
-BEAT_INTERVAL_S = 1.0
 PLAYLIST_CACHE_CONTROL = b"max-age=1"
 # MPEG-TS packets and PES headers on top of the elementary streams' bitrates.
 TS_OVERHEAD = 1.1

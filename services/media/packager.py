@@ -18,10 +18,10 @@ import time
 
 from liveward.settings import MediaSettings, Settings
 from services.media.beats import (
-    HEALTH_TOPIC,
     MANIFEST_TOPIC,
+    Beat,
+    HealthBeats,
     StatePublisher,
-    health_event,
     lag_status,
     manifest_event,
     manifest_key,
@@ -37,7 +37,6 @@ from streams.views import CompactedTopicView
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.05
-BEAT_INTERVAL_S = 1.0
 # A segment counts as due this long after its interval ends (time to receive and package).
 DUE_GRACE_S = 0.5
 # ffmpeg closes segment n only when chunk n + 1 arrives, one interval later; the encoder
@@ -86,8 +85,13 @@ class PackagerState:
         self.publisher = StatePublisher(settings)
         self.own: dict[str, LiveWindow | None] = dict.fromkeys(contents)
         self.produced_at_ms = dict.fromkeys(contents, 0)
-        self.beat_seq = 0
-        self.next_beat = time.time()
+        self.beats = HealthBeats(
+            self.publisher,
+            region=region,
+            source_id=self.source_id,
+            role=IngestRole.PACKAGER,
+            start_at=time.time(),
+        )
 
     def last_produced(self, content_id: str) -> int:
         mine = self.own[content_id]
@@ -123,28 +127,22 @@ class PackagerState:
         return window
 
     def beat_if_due(self, now: float) -> None:
-        """One heartbeat per content each BEAT_INTERVAL_S, its status from the lag."""
-        if now < self.next_beat:
+        """One heartbeat per content each second, its status from the lag."""
+        if not self.beats.due(now):
             return
         due = last_complete_segment(now - due_grace_s(self.media), self.media.segment_seconds)
-        for content_id in self.contents:
-            last = self.last_produced(content_id)
-            self.publisher.offer(
-                f"health|{content_id}",
-                HEALTH_TOPIC,
-                health_event(
-                    region=self.region,
-                    source_id=self.source_id,
-                    role=IngestRole.PACKAGER,
-                    content_id=content_id,
-                    beat_seq=self.beat_seq,
-                    last_segment_seq=last,
-                    last_segment_at_ms=self.produced_at_ms[content_id],
-                    status=lag_status(due, last),
-                ),
-            )
-        self.beat_seq += 1
-        self.next_beat = max(self.next_beat + BEAT_INTERVAL_S, now)
+        self.beats.send(
+            now,
+            (
+                Beat(
+                    content_id,
+                    self.last_produced(content_id),
+                    self.produced_at_ms[content_id],
+                    lag_status(due, self.last_produced(content_id)),
+                )
+                for content_id in self.contents
+            ),
+        )
 
     def close(self) -> None:
         self.publisher.close()
