@@ -18,6 +18,7 @@ from sinks.clickhouse.tables import (
 )
 from sinks.errors import RecordRejected
 from streams.events import IngestHealth, IngestRole, IngestStatus, QoETelemetrySample
+from streams.telemetry import batch_of
 
 SAMPLE: dict[str, Any] = {
     "event_id": "0b7e1c1e-0000-4000-8000-000000000001",
@@ -68,6 +69,21 @@ def test_a_mapping_and_the_event_dataclass_give_the_same_row() -> None:
     as_dict = {**SAMPLE, "startup_ms": 900, "exited_before_start": True}
 
     assert QOE_TELEMETRY_SAMPLES.row(event) == QOE_TELEMETRY_SAMPLES.row(as_dict)
+
+
+def test_a_telemetry_batch_gives_a_row_per_sample_as_event_or_mapping() -> None:
+    samples = [
+        QoETelemetrySample(**{**SAMPLE, "event_id": f"id-{n}", "bitrate_kbps": 1000 * n})
+        for n in range(1, 4)
+    ]
+    batch = batch_of(samples)
+    expected = [QOE_TELEMETRY_SAMPLES.row(s) for s in samples]
+
+    assert QOE_TELEMETRY_SAMPLES.rows(batch) == expected
+    assert QOE_TELEMETRY_SAMPLES.rows(batch.to_avro()) == expected
+    # A single sample (as the topic carried before batches) is one row.
+    assert QOE_TELEMETRY_SAMPLES.rows(samples[0]) == expected[:1]
+    assert INGEST_HEALTH_BEATS.unpack is None
 
 
 def test_schema_defaults_fill_missing_optional_fields() -> None:
