@@ -229,8 +229,9 @@ class ConsoleSettings(BaseModel):
     # The subscriber the console's own player watches as (created by `liveward run`).
     viewer_id: str = "console-viewer"
     content_id: str = "match-of-the-day"
-    # hls.js, installed by `npm ci` from the repository's package-lock.json (pinned).
-    hlsjs_path: Path = Path("node_modules/hls.js/dist/hls.min.js")
+    # hls.js, installed by `npm ci` from the repository's package-lock.json (pinned); a
+    # relative path is taken under the repository root.
+    hlsjs_path: Path = Path(__file__).resolve().parents[1] / "node_modules/hls.js/dist/hls.min.js"
 
 
 class Settings(BaseSettings):

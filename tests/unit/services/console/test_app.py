@@ -71,8 +71,10 @@ def test_hlsjs_is_served_from_the_repository_s_node_modules(tmp_path: Path) -> N
     vendored.write_text("/* hls.js */")
     http, _ = client(tmp_path, vendored)
     assert http.get("/vendor/hls.min.js").text == "/* hls.js */"
-    relative = load_settings().console.hlsjs_path
-    assert hlsjs_file(load_settings()) == Path(__file__).resolve().parents[4] / relative
+    repository = Path(__file__).resolve().parents[4]
+    assert hlsjs_file(load_settings()) == repository / "node_modules/hls.js/dist/hls.min.js"
+    relative = ConsoleSettings(hlsjs_path=Path("vendor/hls.js"))
+    assert hlsjs_file(load_settings(console=relative)) == repository / "vendor/hls.js"
     missing, _ = client(tmp_path, tmp_path / "absent.js")
     answer = missing.get("/vendor/hls.min.js")
     assert (answer.status_code, answer.json()["error"]) == (404, "hlsjs-missing")
