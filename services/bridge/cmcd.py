@@ -40,6 +40,7 @@ from services.bridge.samples import (
     MAX_BITRATE_KBPS,
     MAX_DURATION_MS,
     MAX_STARTUP_MS,
+    MAX_THROUGHPUT_KBPS,
     Invalid,
     PlayerSample,
     SampleWindow,
@@ -354,7 +355,7 @@ def cmcd_sample(
         exited_before_start=False,
         error_code=None if error is None else token(str(error), "com.liveward-error"),
         object_type=None if object_type is None else str(object_type),
-        throughput_kbps=_bounded(members, "mtp", MAX_BITRATE_KBPS) if "mtp" in members else None,
+        throughput_kbps=_bounded(members, "mtp", MAX_THROUGHPUT_KBPS) if "mtp" in members else None,
         top_bitrate_kbps=_bounded(members, "tb", MAX_BITRATE_KBPS) if "tb" in members else None,
     )
     return sample, unknown

@@ -64,30 +64,32 @@ def _port(port: int) -> int:
     return port + PORT_OFFSET
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, with a throw-away home and profile."""
+    """Debian's Chromium, headless, with a throw-away home and profile; for one module
+    only: Playwright's sync API keeps an event loop running in the main thread while it
+    is open, and later tests run asyncio themselves."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run infra/setup.sh (apt-get install chromium)")
     home = Path(tempfile.mkdtemp(prefix="liveward-chromium-"))
-    saved = {name: os.environ.get(name) for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
-    # Chromium writes crash and audio state into $HOME; keep it out of the real one.
-    os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home), XDG_CACHE_HOME=str(home))
+    # Chromium writes crash and audio state into $HOME: its own environment points that
+    # at a throw-away folder (the test process's own HOME, and so ~/.cache, is untouched).
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home),
+        "XDG_CACHE_HOME": str(home),
+    }
     try:
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, env=env
             )
             try:
                 yield chromium
             finally:
                 chromium.close()
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         shutil.rmtree(home, ignore_errors=True)
 
 

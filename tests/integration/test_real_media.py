@@ -299,7 +299,11 @@ def test_both_regions_give_a_segment_the_same_name_key_and_timestamps(
         streams = _probe(plain, tmp_path, f"region-{region}.ts")["streams"]
         assert isinstance(streams, list)
         starts.append({s["codec_type"]: float(s["start_time"]) for s in streams})
-    assert starts[0] == starts[1]
+    # Equal to well under a frame (audio may round differently by a few microseconds
+    # where AAC frames straddle 90-kHz ticks; a player does not see it).
+    assert starts[0].keys() == starts[1].keys()
+    for codec, start in starts[0].items():
+        assert start == pytest.approx(starts[1][codec], abs=0.001), (codec, starts)
     # Slot n's timestamps are a function of n alone: n * segment length on a daily
     # timeline, plus the fixed delay of the two MPEG-TS muxers (encoder, packager).
     assert starts[0]["video"] == pytest.approx(

@@ -13,6 +13,7 @@ from services.bridge.errors import RequestRejected
 from services.bridge.samples import (
     FIELDS,
     MAX_BITRATE_KBPS,
+    MAX_THROUGHPUT_KBPS,
     Invalid,
     PlayerSample,
     SampleWindow,
@@ -42,6 +43,12 @@ def test_throughput_and_top_bitrate_are_optional_integers() -> None:
     assert (read.throughput_kbps, read.top_bitrate_kbps, read.object_type) == (25_400, 6_000, None)
     with pytest.raises(Invalid, match="throughput_kbps"):
         check_json_sample(sample(throughput_kbps=-1), WINDOW)
+    # Measured throughput is not a rendition: a player on a fast LAN (or loopback, where
+    # a segment lands in a millisecond) measures gigabits, and that sample is kept.
+    fast = check_json_sample(sample(throughput_kbps=1_600_000), WINDOW)
+    assert fast.throughput_kbps == 1_600_000
+    with pytest.raises(Invalid, match="throughput_kbps"):
+        check_json_sample(sample(throughput_kbps=MAX_THROUGHPUT_KBPS + 1), WINDOW)
 
 
 def test_counters_default_to_zero_and_options_to_none() -> None:
