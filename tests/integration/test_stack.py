@@ -9,9 +9,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from infra.errors import PortInUse
@@ -142,14 +143,29 @@ def three_nodes(tmp_path: Path, port_offset: int) -> Iterator[KafkaCluster]:
         cluster.stop()
 
 
+def _topic_config(admin: AdminClient, topic: str, timeout: float = 30.0) -> dict[str, Any]:
+    """A new topic's config; the broker asked may learn of the topic a moment after the
+    controller acknowledged its creation (UNKNOWN_TOPIC_OR_PART until then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        try:
+            return dict(next(iter(admin.describe_configs([resource]).values())).result(10))
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or (
+                time.monotonic() > deadline
+            ):
+                raise
+            time.sleep(0.2)
+
+
 def test_three_nodes_keep_accepting_acks_all_writes_after_losing_one(
     three_nodes: KafkaCluster, unique_name: str
 ) -> None:
     bootstrap = three_nodes.bootstrap_servers
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(unique_name, num_partitions=3)])[unique_name].result(30)
-    config = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, unique_name)])
-    topic_config = next(iter(config.values())).result(30)
+    topic_config = _topic_config(admin, unique_name)
     assert topic_config["min.insync.replicas"].value == "2"
     partitions = admin.list_topics(unique_name, timeout=10).topics[unique_name].partitions
     assert all(len(p.replicas) == 3 for p in partitions.values())
