@@ -228,6 +228,8 @@ class Player:
         self.index = index
         self.config = config
         self.keys = keys
+        # What CMCD `br` reports: the variant's declared bitrate once the master is read.
+        self.bitrate_kbps = DECLARED_BITRATE_BPS // 1000
         self.client = client
         self.telemetry = telemetry
         self.clock = clock
@@ -287,6 +289,8 @@ class Player:
 
     async def _play(self, end_at: float) -> None:
         master = await self._load_master(end_at)
+        if master is not None and master.bandwidth_bps:
+            self.bitrate_kbps = master.bandwidth_bps // 1000
         if master is None:
             return
         chooser = self.chooser = PathwayChooser(
@@ -495,7 +499,7 @@ class Player:
             return
         sample = self._base_sample(pathway)
         sample.update(
-            br=DECLARED_BITRATE_BPS // 1000,
+            br=self.bitrate_kbps,
             d=round(duration_s * 1000),
             mtp=round_to(self.throughput_bps / 1000, 100),
             nor=f"seg-{seq + 1}.ts",

@@ -51,6 +51,8 @@ class Multivariant:
     steering_uri: str | None
     default_pathway: str | None
     media_urls: dict[str, str]
+    # The first variant's BANDWIDTH (what a player reports as the rendition's bitrate).
+    bandwidth_bps: int | None = None
 
     @property
     def pathways(self) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ def parse_multivariant(text: str, base_url: str) -> Multivariant:
     if not lines or lines[0] != "#EXTM3U":
         raise PlaylistError("not an HLS playlist", reason="malformed-multivariant")
     steering_uri = default = None
+    bandwidth: int | None = None
     media_urls: dict[str, str] = {}
     for index, line in enumerate(lines):
         if line.startswith(STEERING_TAG):
@@ -76,9 +79,11 @@ def parse_multivariant(text: str, base_url: str) -> Multivariant:
                 raise PlaylistError("a variant without a URI", reason="malformed-multivariant")
             # Without content steering every variant is on the one implicit pathway ".".
             media_urls.setdefault(attrs.get("PATHWAY-ID", "."), urljoin(base_url, uri))
+            if bandwidth is None and attrs.get("BANDWIDTH", "").isdigit():
+                bandwidth = int(attrs["BANDWIDTH"])
     if not media_urls:
         raise PlaylistError("no variants", reason="malformed-multivariant")
-    return Multivariant(steering_uri, default, media_urls)
+    return Multivariant(steering_uri, default, media_urls, bandwidth)
 
 
 @dataclass(frozen=True, slots=True)

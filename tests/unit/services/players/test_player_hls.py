@@ -45,6 +45,7 @@ def test_what_the_origin_renders_is_what_the_player_reads() -> None:
     assert master.default_pathway == "us-east.cdn-b"
     assert master.pathways == ("eu-west.cdn-a", "us-east.cdn-b")
     assert master.media_urls["us-east.cdn-b"] == "http://127.0.0.1:8203/live/match/media.m3u8"
+    assert master.bandwidth_bps == 3_000_000  # what the players report as CMCD br
 
     media = parse_media_playlist(
         render_media_playlist(LiveWindow(40, 45, 0), segment_seconds=2.0, window=6)
@@ -65,6 +66,7 @@ def test_relative_uris_resolve_against_the_playlist() -> None:
     assert master.steering_uri == "http://h:1/steer"
     assert master.media_urls == {".": "http://h:1/live/x/v/media.m3u8"}
     assert master.default_pathway is None
+    assert master.bandwidth_bps == 1
 
 
 @pytest.mark.parametrize(
