@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -32,6 +33,7 @@ from liveward.settings import (
     Settings,
     load_settings,
 )
+from liveward.topology import pathways
 from services.console.server import ConsoleHandle, start_console
 
 HERE = Path(__file__).resolve().parent
@@ -139,11 +141,32 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         bridge=True,
         key_rotation=(CONTENT,),
     ) as system:
+        _wait_for_a_full_window(settings)
         console = start_console(settings, system)
         try:
             yield Live(settings, system, console)
         finally:
             console.stop()
+
+
+def _wait_for_a_full_window(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Until every edge lists a full live window with no discontinuity: regions are
+    "ready" with a few segments, and a player started in the encoders' first seconds
+    may meet their start-up restarts (seen once in CI: hls.js stuck loading)."""
+    full = settings.media.playlist_segments
+    deadline = time.monotonic() + timeout_s
+    for pathway in pathways(settings):
+        url = f"http://{settings.services.host}:{pathway.edge_port}/live/{CONTENT}/media.m3u8"
+        while True:
+            try:
+                text = httpx.get(url, timeout=2.0).text
+            except httpx.HTTPError:
+                text = ""
+            if text.count("#EXTINF") >= full and "#EXT-X-DISCONTINUITY\n" not in text:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{url} never listed a full window:\n{text}")
+            time.sleep(0.5)
 
 
 @pytest.fixture
