@@ -8,6 +8,7 @@ is answered with the auth service's reason, so the player stops and says why.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -70,11 +71,9 @@ class ViewerTokens:
         with self._lock:
             kept = self._sessions.get((viewer_id, content_id))
         if kept is not None and kept.expires_at > time.time() + 5:
-            try:
+            # A refused renewal (revoked, expired) falls through to a new sign-in.
+            with contextlib.suppress(ActionFailed):
                 issued = self._renew(kept.token, ip)
-            except ActionFailed:
-                pass  # revoked or expired: sign in again below
-            else:
                 self._keep(viewer_id, content_id, issued)
                 return issued
         issued = self._issue(viewer_id, content_id, ip)
