@@ -138,12 +138,21 @@ class _Viewer:
                 raise RuntimeError(f"token refused: {answer.status_code} {answer.text}")
             time.sleep(0.1)
 
-    def license(self, instance: LicenseInstance, token: str, kids: list[bytes]) -> httpx.Response:
-        return self._http.post(
-            f"{instance.url}/v1/license/clearkey",
-            headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": VIEWER_IP},
-            json={"kids": [b64url(k) for k in kids], "type": "temporary"},
-        )
+    def license(
+        self, instance: LicenseInstance, token: str, kids: list[bytes], patience_s: float = 15.0
+    ) -> httpx.Response:
+        """The answer to a ClearKey request; a 503 is retried after its Retry-After, as a
+        player does (an instance just started may not hold the signing keys yet)."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            answer = self._http.post(
+                f"{instance.url}/v1/license/clearkey",
+                headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": VIEWER_IP},
+                json={"kids": [b64url(k) for k in kids], "type": "temporary"},
+            )
+            if answer.status_code != 503 or time.monotonic() >= deadline:
+                return answer
+            time.sleep(min(float(answer.headers.get("Retry-After", "1")), 1.0))
 
 
 def _current_kids(store: KeyStore) -> list[bytes]:
@@ -153,7 +162,8 @@ def _current_kids(store: KeyStore) -> list[bytes]:
 
 def _served(answer: httpx.Response) -> dict[str, bytes]:
     """key id (hex) → key of a granted ClearKey license."""
-    answer.raise_for_status()
+    if answer.status_code != 200:
+        raise RuntimeError(f"license refused: {answer.status_code} {answer.text}")
     return {b64url_decode(k["kid"]).hex(): b64url_decode(k["k"]) for k in answer.json()["keys"]}
 
 
