@@ -5,7 +5,8 @@ Everything runs on a broker of the bench's own (its own ports and state director
 the worker it starts, with every agent, touches nobody's topics or consumer groups.
 
 Throughput: `events` samples are produced first, as the bridge writes them: requests of
-`REQUEST_SAMPLES` samples, each a `QoETelemetryBatch` record per partition. Then
+`REQUEST_SAMPLES` samples of `REQUEST_SESSIONS` sessions (as the telemetry bench sends
+them), each a `QoETelemetryBlock` record per partition. Then
 `liveward worker` starts and the bench reads the worker's partials topic, whose records
 say how many samples each one summarised. The worker's rate is samples over the time
 between its first and its last partial (Kafka timestamps), so its start-up is not
@@ -48,15 +49,17 @@ from streams.consumer import consumer_config
 from streams.events import QoETelemetrySample
 from streams.meta import new_event_id, now_ms
 from streams.producer import producer_config
-from streams.telemetry import batches_of, decode_batch
+from streams.telemetry import blocks_of, decode_block
 from streams.topics import apply_topics
 
 TELEMETRY = "qoe.telemetry"
 PARTIALS = f"{APP_ID}-qoe-partials"
 # The latency run offers its samples as one bridge request this often.
 OFFER_INTERVAL_S = 0.05
-# Samples per simulated bridge request (the telemetry bench's JSON batch size).
+# Samples per simulated bridge request, and sessions among them (the telemetry bench's
+# JSON batches: 500 samples of 100 sessions).
 REQUEST_SAMPLES = 500
+REQUEST_SESSIONS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,8 @@ def bench_settings(state_dir: Path, kafka_port: int, window_ms: int, lateness_ms
 
 
 class SampleSource:
-    """Samples for `viewers` viewers over 2 regions, 3 CDNs and 4 contents, at given times."""
+    """Samples for `viewers` viewers over 2 regions, 3 CDNs and 4 contents, at given times:
+    each run of `REQUEST_SAMPLES` samples comes from `REQUEST_SESSIONS` of them in turn."""
 
     def __init__(self, viewers: int = 2_000) -> None:
         self._viewers = [hashlib.sha256(f"bench-{v}".encode()).hexdigest() for v in range(viewers)]
@@ -107,7 +111,8 @@ class SampleSource:
     def sample(self, at_ms: int, received_ms: int | None = None) -> QoETelemetrySample:
         """A sample taken at at_ms, received by a bridge at received_ms (default at_ms)."""
         self._n += 1
-        v = self._n % len(self._viewers)
+        request, place = divmod(self._n, REQUEST_SAMPLES)
+        v = (request * REQUEST_SESSIONS + place % REQUEST_SESSIONS) % len(self._viewers)
         return QoETelemetrySample(
             event_id=new_event_id(),
             occurred_at=at_ms if received_ms is None else received_ms,
@@ -135,7 +140,7 @@ def request_records(samples: list[QoETelemetrySample]) -> list[tuple[bytes, byte
     codec = default_codec()
     spec = CATALOG[TELEMETRY]
     return [
-        (spec.key_of(batch), codec.encode(batch)) for batch in batches_of(samples, spec.partitions)
+        (spec.key_of(batch), codec.encode(batch)) for batch in blocks_of(samples, spec.partitions)
     ]
 
 
@@ -170,7 +175,7 @@ def raw_consume_and_decode(settings: Settings, events: int) -> float:
             for message in consumer.consume(10_000, timeout=1.0):
                 value = message.value()
                 if message.error() is None and value is not None:
-                    seen += len(decode_batch(codec, value)["samples"])
+                    seen += len(decode_block(codec, value))
     finally:
         consumer.close()
     return time.perf_counter() - started

@@ -5,7 +5,7 @@ HTTP/1.1 client with pre-built requests keeps several connections busy, so the c
 costs little of the two cores the bridge and the broker share. Every request must be
 answered 202 with every sample accepted (that is: confirmed by Kafka). The baseline is
 a bare confluent-kafka producer sending the records the bridge writes for the same
-requests (a `QoETelemetryBatch` per request and partition), pre-encoded, in the same run
+requests (a `QoETelemetryBlock` per request and partition), pre-encoded, in the same run
 with the bridge's producer settings; every figure is in samples/s.
 """
 
@@ -31,7 +31,7 @@ from infra.processes import ManagedProcess, wait_until
 from liveward.settings import Settings
 from services.bridge.epochs import EpochKey
 from services.bridge.pseudonyms import EpochPseudonyms
-from services.bridge.records import BatchEncoder, Provenance
+from services.bridge.records import BlockEncoder, Provenance
 from services.bridge.samples import PlayerSample
 from services.bridge.server import PRODUCER_TUNING
 from services.bridge.settings import BridgeSettings, bridge_env
@@ -150,7 +150,7 @@ def _offer(
 
 def _raw_records(count: int, batch_size: int, stamp: int) -> list[tuple[bytes, bytes]]:
     """The records the bridge writes for `count` samples in requests of batch_size."""
-    encoder = BatchEncoder(default_codec(), CATALOG["qoe.telemetry"].partitions)
+    encoder = BlockEncoder(default_codec(), CATALOG["qoe.telemetry"].partitions)
     pseudonyms = EpochPseudonyms(EpochKey("bench", os.urandom(32)))
     samples = [
         PlayerSample(
@@ -176,7 +176,7 @@ def _raw_records(count: int, batch_size: int, stamp: int) -> list[tuple[bytes, b
     return [
         record
         for first in range(0, count, batch_size)
-        for record in encoder.encode_batch(
+        for record in encoder.encode_blocks(
             samples[first : first + batch_size], provenance, pseudonyms, os.urandom(16)
         )
     ]

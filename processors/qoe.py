@@ -2,8 +2,8 @@
 
 Pure functions in two stages, matching the two agents that call them:
 
-1. `partials_of_batches(batches)` folds the samples of decoded `qoe.telemetry` batch
-   records (from any mix of partitions) into one `Partial` per (window, serving_region,
+1. `partials_of_blocks(blocks)` folds the samples of decoded `qoe.telemetry` blocks
+   (from any mix of partitions) into one `Partial` per (window, serving_region,
    cdn, content_id); `partials_of(samples)` does the same for sample events. A partial
    holds only mergeable state: counts, sums, value histograms and distinct sets of viewer
    pseudonyms and sessions (`processors.distinct`), so partials from every partition
@@ -41,6 +41,7 @@ from typing import Any
 
 from processors.distinct import EXACT_LIMIT, DistinctSet, hash64
 from streams.events import QoEAggregate, QoETelemetrySample
+from streams.telemetry import NONE, SampleBlock, blocks_of
 
 ANY = "*"
 # Deterministic aggregate ids: a window re-published after a restart replaces its first
@@ -110,23 +111,31 @@ class GroupStats:
     exited_sessions: DistinctSet = field(default_factory=DistinctSet)
 
     def add(
-        self, sample: Mapping[str, Any], bitrate: int, viewer_hash: int, session_hash: int
+        self,
+        play_ms: int,
+        rebuffer_ms: int,
+        rebuffer_count: int,
+        failed: bool,
+        bitrate_bin: int,
+        startup_ms: int,
+        exited: int,
+        viewer_hash: int,
+        session_hash: int,
     ) -> None:
-        """Count one sample, given as its Avro record (a batch's sample, or a whole
-        `QoETelemetrySample`), with its bitrate bin and its viewer's and session's hashes."""
+        """Count one sample: its values (startup_ms -1 if not reported, `failed` if it
+        reported an error), its bitrate bin and its viewer's and session's hashes."""
         self.samples += 1
-        self.play_ms += sample["play_ms"]
-        self.rebuffer_ms += sample["rebuffer_ms"]
-        self.rebuffer_count += sample["rebuffer_count"]
-        if sample["error_code"] is not None:
+        self.play_ms += play_ms
+        self.rebuffer_ms += rebuffer_ms
+        self.rebuffer_count += rebuffer_count
+        if failed:
             self.error_samples += 1
-        self.bitrates[bitrate] += 1
-        startup = sample["startup_ms"]
-        if startup is not None:
-            self.startups[significant(startup)] += 1
+        self.bitrates[bitrate_bin] += 1
+        if startup_ms >= 0:
+            self.startups[significant(startup_ms)] += 1
         self.viewers.add_hash(viewer_hash)
         self.sessions.add_hash(session_hash)
-        if sample["exited_before_start"]:
+        if exited:
             self.exited_sessions.add_hash(session_hash)
 
     def merge(self, other: GroupStats) -> None:
@@ -249,54 +258,59 @@ class Partial:
 
 def partials_of(samples: Iterable[QoETelemetrySample], rules: WindowRules) -> list[Partial]:
     """Fold sample events into one partial per (window, serving region, cdn, content)."""
-    return partials_of_batches(
-        ({"occurred_at": s.occurred_at, "samples": (s.to_avro(),)} for s in samples), rules
-    )
+    blocks = [SampleBlock.from_record(block.to_avro()) for block in blocks_of(samples, 1)]
+    return partials_of_blocks(blocks, rules)
 
 
-def partials_of_batches(batches: Iterable[Mapping[str, Any]], rules: WindowRules) -> list[Partial]:
-    """Fold decoded `QoETelemetryBatch` records into one partial per (window, serving
-    region, cdn, content): the same partials as `partials_of` over their samples.
+def partials_of_blocks(blocks: Iterable[SampleBlock], rules: WindowRules) -> list[Partial]:
+    """Fold decoded `qoe.telemetry` blocks into one partial per (window, serving region,
+    cdn, content): the same partials as `partials_of` over their samples.
 
-    Only `occurred_at` (when the bridge received them) and `samples` (their Avro records)
-    are read, so a single `QoETelemetrySample` record `r` folds as the batch
-    `{"occurred_at": r["occurred_at"], "samples": [r]}`.
+    Works on the blocks' columns: a context (session, viewer, content, CDN, region) is
+    hashed once per block, each sample is a few integers.
     """
-    stats: dict[tuple[int, str, str, str], GroupStats] = {}
-    # Within a batch of requests sessions, viewers and bitrates repeat: hash and bin once.
+    stats: dict[tuple[int, int], GroupStats] = {}
+    # (region, cdn, content) of each place a group key refers to, and places by name.
+    places: dict[tuple[str, str, str], int] = {}
+    # Within a batch of blocks sessions, viewers and bitrates repeat: hash and bin once.
     hashes: dict[str, int] = {}
     bins: dict[int, int] = {}
+    window_ms = rules.window_ms
     watermark = 0
-    for batch in batches:
-        received = batch["occurred_at"]
+    for block in blocks:
+        received = block.occurred_at
         watermark = max(watermark, received)
-        for sample in batch["samples"]:
-            at = min(sample["sampled_at"], received)  # `event_time`
-            key = (
-                rules.window_of(at),
-                sample["serving_region"],
-                sample["cdn"],
-                sample["content_id"],
-            )
-            group = stats.get(key)
-            if group is None:
-                group = stats[key] = GroupStats()
-            session, viewer, bitrate = (
-                sample["session_ref"], sample["viewer_pseudonym"], sample["bitrate_kbps"],
-            )  # fmt: skip
+        contexts = []
+        for session, viewer, content, cdn, serving_region in block.contexts:
+            place = places.setdefault((serving_region, cdn, content), len(places))
             session_hash = hashes.get(session)
             if session_hash is None:
                 session_hash = hashes[session] = hash64(session)
             viewer_hash = hashes.get(viewer)
             if viewer_hash is None:
                 viewer_hash = hashes[viewer] = hash64(viewer)
+            contexts.append((place, session_hash, viewer_hash))
+        for context, sampled_at, bitrate, play, stalls, stalled, startup, exited, error in zip(
+            block.context, block.sampled_at, block.bitrate_kbps, block.play_ms,
+            block.rebuffer_count, block.rebuffer_ms, block.startup_ms,
+            block.exited_before_start, block.error_code, strict=True,
+        ):  # fmt: skip
+            place, session_hash, viewer_hash = contexts[context]
+            at = min(sampled_at, received)  # `event_time`
+            key = (at - at % window_ms, place)
+            group = stats.get(key)
+            if group is None:
+                group = stats[key] = GroupStats()
             bitrate_bin = bins.get(bitrate)
             if bitrate_bin is None:
                 bitrate_bin = bins[bitrate] = significant(bitrate)
-            group.add(sample, bitrate_bin, viewer_hash, session_hash)
+            group.add(
+                play, stalled, stalls, error != NONE, bitrate_bin, startup, exited,
+                viewer_hash, session_hash,
+            )  # fmt: skip
+    names = list(places)
     return [
-        Partial(window, region, cdn, content, group, watermark)
-        for (window, region, cdn, content), group in stats.items()
+        Partial(window, *names[place], group, watermark) for (window, place), group in stats.items()
     ]
 
 

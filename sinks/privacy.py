@@ -28,12 +28,17 @@ from sinks.clickhouse.tables import DEFAULT_ROUTES
 from streams.codec import default_codec
 from streams.consumer import consumer_config
 from streams.errors import DecodeError
-from streams.events import QoETelemetryBatch
+from streams.events import QoETelemetryBatch, QoETelemetryBlock, QoETelemetrySample
+from streams.telemetry import samples_of_record
 
 log = logging.getLogger(__name__)
 
 # The worker's internal topic of QoE partials (JSON): analytics data like the rest.
 QOE_PARTIALS_TOPIC = "liveward-processors-qoe-partials"
+# Records of qoe.telemetry, read as their samples.
+TELEMETRY_RECORDS = frozenset(
+    e.SCHEMA_NAME for e in (QoETelemetryBlock, QoETelemetryBatch, QoETelemetrySample)
+)
 ANALYTICS_TOPICS = tuple(
     sorted({*DEFAULT_ROUTES, "qoe.telemetry", "qoe.aggregates", QOE_PARTIALS_TOPIC})
 )
@@ -150,7 +155,7 @@ def _records(
 
 def _decode(topic: str, value: bytes) -> list[tuple[str, dict[str, Any]]] | None:
     """(where in the record, fields to check) for each part of a record; None if it does
-    not decode. A batch's samples are parts of their own, joined with what they share."""
+    not decode. A telemetry block's samples are parts of their own, after its shared fields."""
     if topic == QOE_PARTIALS_TOPIC:
         data = orjson.loads(value)
         return [("", data if isinstance(data, dict) else {"value": data})]
@@ -158,12 +163,18 @@ def _decode(topic: str, value: bytes) -> list[tuple[str, dict[str, Any]]] | None
         version, record = default_codec().decode_record(value)
     except DecodeError:
         return None  # the dead-letter path owns undecodable records
-    if version.name != QoETelemetryBatch.SCHEMA_NAME:
+    if version.name not in TELEMETRY_RECORDS:
         return [("", record)]
-    shared = {name: value for name, value in record.items() if name != "samples"}
+    try:
+        samples = samples_of_record(record)
+    except DecodeError:
+        return None
+    # Every sample is a part of its own, joined with what its record shares; the block's
+    # own fields (its key among them) are checked once.
+    shared = {name: value for name, value in record.items() if not isinstance(value, bytes | list)}
     parts = [("", shared)]
-    for index, sample in enumerate(record["samples"]):
-        parts.append((f" sample {index}", {**shared, **sample}))
+    for index, sample in enumerate(samples):
+        parts.append((f" sample {index}", sample.to_avro()))
     return parts
 
 

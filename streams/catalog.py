@@ -169,13 +169,13 @@ CATALOG = TopicCatalog(
         ),
         _spec(
             "qoe.telemetry",
-            ev.QoETelemetryBatch,
-            # The first sample's session_ref: a batch holds only sessions of its partition.
+            ev.QoETelemetryBlock,
+            # The first sample's session_ref: a block holds only sessions of its partition.
             ("partition_key",),
             partitions=6,
             retention_ms=3 * DAY_MS,
-            doc="Pseudonymised player QoE samples from the bridge, a batch per request and "
-            "partition.",
+            doc="Pseudonymised player QoE samples from the bridge, a block (by column) per "
+            "request and partition.",
         ),
         _spec(
             "qoe.aggregates",

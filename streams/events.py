@@ -698,6 +698,128 @@ class QoETelemetryBatch:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QoEBlockContext:
+    """Who watched what from where: what a session's samples share within one request."""
+
+    SCHEMA_NAME: ClassVar[str] = "liveward.QoEBlockContext"
+    session_ref: str
+    viewer_pseudonym: str
+    content_id: str
+    cdn: str
+    serving_region: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "session_ref": self.session_ref,
+            "viewer_pseudonym": self.viewer_pseudonym,
+            "content_id": self.content_id,
+            "cdn": self.cdn,
+            "serving_region": self.serving_region,
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> QoEBlockContext:
+        return cls(
+            session_ref=record["session_ref"],
+            viewer_pseudonym=record["viewer_pseudonym"],
+            content_id=record["content_id"],
+            cdn=record["cdn"],
+            serving_region=record["serving_region"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QoETelemetryBlock:
+    """A request's samples of one partition, by column (streams/telemetry.py); key partition_key."""
+
+    SCHEMA_NAME: ClassVar[str] = "liveward.QoETelemetryBlock"
+    event_id: str
+    occurred_at: int
+    region: str
+    partition_key: str
+    pseudonym_epoch: str
+    country: str
+    subdivision: str
+    sample_count: int
+    contexts: tuple[QoEBlockContext, ...]
+    context: bytes
+    event_ids: bytes
+    sampled_at: bytes
+    bitrate_kbps: bytes
+    buffer_ms: bytes
+    play_ms: bytes
+    rebuffer_count: bytes
+    rebuffer_ms: bytes
+    startup_ms: bytes
+    exited_before_start: bytes
+    error_codes: tuple[str, ...]
+    error_code: bytes
+    object_types: tuple[str, ...]
+    object_type: bytes
+    throughput_kbps: bytes
+    top_bitrate_kbps: bytes
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "region": self.region,
+            "partition_key": self.partition_key,
+            "pseudonym_epoch": self.pseudonym_epoch,
+            "country": self.country,
+            "subdivision": self.subdivision,
+            "sample_count": self.sample_count,
+            "contexts": [item.to_avro() for item in self.contexts],
+            "context": self.context,
+            "event_ids": self.event_ids,
+            "sampled_at": self.sampled_at,
+            "bitrate_kbps": self.bitrate_kbps,
+            "buffer_ms": self.buffer_ms,
+            "play_ms": self.play_ms,
+            "rebuffer_count": self.rebuffer_count,
+            "rebuffer_ms": self.rebuffer_ms,
+            "startup_ms": self.startup_ms,
+            "exited_before_start": self.exited_before_start,
+            "error_codes": list(self.error_codes),
+            "error_code": self.error_code,
+            "object_types": list(self.object_types),
+            "object_type": self.object_type,
+            "throughput_kbps": self.throughput_kbps,
+            "top_bitrate_kbps": self.top_bitrate_kbps,
+        }
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> QoETelemetryBlock:
+        return cls(
+            event_id=record["event_id"],
+            occurred_at=record["occurred_at"],
+            region=record["region"],
+            partition_key=record["partition_key"],
+            pseudonym_epoch=record["pseudonym_epoch"],
+            country=record["country"],
+            subdivision=record["subdivision"],
+            sample_count=record["sample_count"],
+            contexts=tuple(QoEBlockContext.from_avro(item) for item in record["contexts"]),
+            context=record["context"],
+            event_ids=record["event_ids"],
+            sampled_at=record["sampled_at"],
+            bitrate_kbps=record["bitrate_kbps"],
+            buffer_ms=record["buffer_ms"],
+            play_ms=record["play_ms"],
+            rebuffer_count=record["rebuffer_count"],
+            rebuffer_ms=record["rebuffer_ms"],
+            startup_ms=record["startup_ms"],
+            exited_before_start=record["exited_before_start"],
+            error_codes=tuple(record["error_codes"]),
+            error_code=record["error_code"],
+            object_types=tuple(record["object_types"]),
+            object_type=record["object_type"],
+            throughput_kbps=record["throughput_kbps"],
+            top_bitrate_kbps=record["top_bitrate_kbps"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QoETelemetrySample:
     """One QoE sample as analytics see it: a batch's sample joined with what its batch shares."""
 
@@ -1134,6 +1256,7 @@ Event = (
     | PackagerManifestState
     | QoEAggregate
     | QoETelemetryBatch
+    | QoETelemetryBlock
     | QoETelemetrySample
     | ReissueNotice
     | RevocationListEntry
@@ -1156,6 +1279,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     PackagerManifestState.SCHEMA_NAME: PackagerManifestState,
     QoEAggregate.SCHEMA_NAME: QoEAggregate,
     QoETelemetryBatch.SCHEMA_NAME: QoETelemetryBatch,
+    QoETelemetryBlock.SCHEMA_NAME: QoETelemetryBlock,
     QoETelemetrySample.SCHEMA_NAME: QoETelemetrySample,
     ReissueNotice.SCHEMA_NAME: ReissueNotice,
     RevocationListEntry.SCHEMA_NAME: RevocationListEntry,

@@ -299,10 +299,10 @@ class _Watcher(threading.Thread):
                     event.bitrate_p50_kbps,
                     event.error_rate,
                 )
-            elif isinstance(event, ev.QoETelemetryBatch):
-                for sample in event.samples:
-                    key = f"{sample.serving_region}.{sample.cdn}"
-                    state.pathway_sessions.setdefault(key, {})[sample.session_ref] = time.time()
+            elif isinstance(event, ev.QoETelemetryBlock):
+                for context in event.contexts:
+                    key = f"{context.serving_region}.{context.cdn}"
+                    state.pathway_sessions.setdefault(key, {})[context.session_ref] = time.time()
             elif isinstance(event, ev.LicenseIssued):
                 if event.decision == ev.LicenseDecision.GRANTED:
                     state.licenses_granted += 1

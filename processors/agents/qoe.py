@@ -4,9 +4,9 @@ Two stages, because a (region, cdn, content) group spans every `qoe.telemetry` p
 (keyed by session) while its distinct viewers and percentiles must be computed over all
 of them at once:
 
-1. `qoe-partials` reads `qoe.telemetry` records (each a batch of one request's samples)
-   in batches of records (`take_events`) and folds every sample of them into mergeable
-   partials (`processors.qoe.partials_of_batches`, straight from the decoded records),
+1. `qoe-partials` reads `qoe.telemetry` records (each a block of one request's samples,
+   stored by column) in batches of records (`take_events`) and folds every sample of them
+   into mergeable partials (`processors.qoe.partials_of_blocks`, straight from the columns),
    sent to an internal topic keyed by serving region. It keeps no state, so a restart
    cannot lose any; the batch is acked only after Kafka confirmed its partials.
 2. `qoe-windows` reads the partials, all of a serving region on one partition, and folds
@@ -45,7 +45,7 @@ from processors.qoe import (
     advance_watermark,
     close_windows,
     fold_partial,
-    partials_of_batches,
+    partials_of_blocks,
 )
 from processors.tables import changelog_known
 from processors.topics import catalog_topic
@@ -54,7 +54,7 @@ from streams.codec import default_codec
 from streams.deadletter import DEAD_LETTER_TOPIC
 from streams.errors import DecodeError, StreamsError
 from streams.meta import now_ms
-from streams.telemetry import decode_batch
+from streams.telemetry import SampleBlock, decode_block
 from streams.topics import admin_client
 
 log = logging.getLogger(__name__)
@@ -169,17 +169,17 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(telemetry, name=PARTIALS_AGENT)
     async def summarise(stream: Any) -> None:
         async for events in stream.take_events(RECORD_BATCH, within=BATCH_WITHIN_S):
-            batches: list[dict[str, Any]] = []
+            blocks: list[SampleBlock] = []
             for event in events:
                 try:
-                    batches.append(decode_batch(codec, event.value))
+                    blocks.append(decode_block(codec, event.value))
                 except DecodeError as exc:
                     await dead_letter(event, PARTIALS_AGENT, exc.reason, str(exc))
             sent = [
                 await partials.send(
                     key=partial.serving_region.encode(), value=orjson.dumps(partial.to_json())
                 )
-                for partial in partials_of_batches(batches, rules)
+                for partial in partials_of_blocks(blocks, rules)
             ]
             # The batch is acked when this body returns: only after Kafka has its partials.
             for delivery in sent:

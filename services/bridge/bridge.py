@@ -23,7 +23,7 @@ from services.bridge.epochs import EpochKeyStore, epoch_label
 from services.bridge.errors import RateLimited, RequestRejected
 from services.bridge.pseudonyms import EpochPseudonyms
 from services.bridge.ratelimit import TokenBuckets, client_network
-from services.bridge.records import ENTROPY_BYTES, BatchEncoder, Provenance
+from services.bridge.records import ENTROPY_BYTES, BlockEncoder, Provenance
 from services.bridge.requests import TelemetryRequest, read_request
 from services.bridge.samples import Rejection, SampleWindow
 from services.bridge.settings import BridgeSettings
@@ -92,7 +92,7 @@ class TelemetryBridge:
         settings: BridgeSettings,
         trusted_proxies: Sequence[str],
         keys: EpochKeyStore,
-        encoder: BatchEncoder,
+        encoder: BlockEncoder,
         log: RecordLog,
         geo: GeoLookup,
         clock_ms: Callable[[], int] = now_ms,
@@ -196,7 +196,7 @@ class TelemetryBridge:
             raise RequestRejected("bad-ip", "the client address is not an IP address")
         # Only the coarse geo travels on: the address is not passed further.
         provenance = Provenance(self.region, received_ms, client.country, client.subdivision)
-        records = self._encoder.encode_batch(
+        records = self._encoder.encode_blocks(
             read.samples,
             provenance,
             self.pseudonyms(received_ms),

@@ -13,6 +13,7 @@ import hmac
 from typing import Any
 
 from services.bridge.epochs import EpochKey
+from streams.telemetry import uuid_text
 
 PSEUDONYM_HEX = 32
 # Viewer and session pseudonyms remembered per epoch: a player sends a sample every few
@@ -21,8 +22,6 @@ PSEUDONYM_HEX = 32
 MEMO_ENTRIES = 200_000
 
 _BLOCK = 64  # SHA-256 block size: the HMAC pads are one block each
-# RFC 9562 variant bits (10xx) for the first hex digit of the fourth group.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _pads(key: bytes) -> tuple[Any, Any]:
@@ -83,8 +82,9 @@ class EpochPseudonyms:
     def session(self, session_id: str) -> str:
         return self._pseudonym(b"session", session_id)
 
-    def sample_event_id(self, session_id: str, sample_id: str) -> str:
-        """A UUID (version 8, RFC 9562) derived from the player's own sample id.
+    def sample_event_id_bytes(self, session_id: str, sample_id: str) -> bytes:
+        """A UUID (version 8, RFC 9562) derived from the player's own sample id, as its
+        16 bytes.
 
         Keyed BLAKE2b of (session, sample id) under a key derived from the epoch key. A
         player that resends a sample after a lost answer gets the same event_id, so the
@@ -92,8 +92,14 @@ class EpochPseudonyms:
         """
         mac = self._sample_mac.copy()
         mac.update(session_id.encode() + b"\x00" + sample_id.encode())
-        h = mac.hexdigest()
-        return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+        digest = bytearray(mac.digest())
+        digest[6] = (digest[6] & 0x0F) | 0x80
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        return bytes(digest)
+
+    def sample_event_id(self, session_id: str, sample_id: str) -> str:
+        """`sample_event_id_bytes` in the UUID's text form, as sinks store it."""
+        return uuid_text(self.sample_event_id_bytes(session_id, sample_id))
 
 
 def reference_mac(key: bytes, kind: str, subject: str) -> str:

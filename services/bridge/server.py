@@ -24,7 +24,7 @@ from services.access.geo import GeoResolver
 from services.bridge.app import create_bridge_app
 from services.bridge.bridge import TelemetryBridge
 from services.bridge.epochs import KeyringFile, epoch_label
-from services.bridge.records import BatchEncoder
+from services.bridge.records import BlockEncoder
 from services.bridge.settings import BridgeSettings, bridge_settings
 from streams.catalog import CATALOG
 from streams.meta import now_ms
@@ -61,7 +61,7 @@ def _serve(settings: Settings, bridge_config: BridgeSettings, **where: Any) -> N
                 settings=bridge_config,
                 trusted_proxies=settings.auth.trusted_proxies,
                 keys=keyring(settings, bridge_config),
-                encoder=BatchEncoder(producer.codec, CATALOG[TELEMETRY_TOPIC].partitions),
+                encoder=BlockEncoder(producer.codec, CATALOG[TELEMETRY_TOPIC].partitions),
                 log=producer,
                 geo=geo,
             )

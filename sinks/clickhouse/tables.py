@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas import SCHEMA_DIR
 from sinks.errors import RecordRejected
+from streams.errors import DecodeError
 from streams.telemetry import samples_of_record, telemetry_samples
 
 _MISSING: Any = object()
@@ -179,10 +180,16 @@ class TableMapping:
 
 
 def _telemetry_samples(record: object) -> list[object]:
-    """The samples of a `qoe.telemetry` record: a batch's, or a single (older) sample."""
-    if isinstance(record, Mapping) and isinstance(record.get("samples"), list | tuple):
-        return list(samples_of_record(record))
-    samples = telemetry_samples(record)
+    """The samples of a `qoe.telemetry` record: a block's (or an older batch's), or a
+    single (older) sample. RecordRejected if a block's columns do not add up."""
+    try:
+        if isinstance(record, Mapping):
+            if "sample_count" in record or "samples" in record:
+                return list(samples_of_record(record))
+            return [record]  # a single sample: its row fills what it lacks from defaults
+        samples = telemetry_samples(record)
+    except DecodeError as exc:
+        raise RecordRejected(str(exc), reason=exc.reason) from exc
     return [record] if samples is None else list(samples)
 
 

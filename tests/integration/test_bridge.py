@@ -35,7 +35,7 @@ from streams.codec import default_codec
 from streams.consumer import consumer_config
 from streams.meta import now_ms
 from streams.partitioning import partition_of
-from streams.telemetry import samples_of_record
+from streams.telemetry import decode_block
 from streams.topics import admin_client
 from tests.fixtures.geo import write_geo_databases
 
@@ -134,7 +134,7 @@ def _read_topic(settings: Settings, topic: str, expected: int, timeout: float = 
             message = consumer.poll(0.2)
             if message is not None and message.error() is None:
                 records.append(message)
-                samples += len(default_codec().decode_record(message.value())[1]["samples"])
+                samples += len(decode_block(default_codec(), message.value() or b""))
                 continue
             if samples >= expected:
                 # Anything beyond what was accepted would show up now: wait a little.
@@ -249,8 +249,8 @@ def test_a_mixed_run_puts_every_well_formed_sample_in_kafka_and_nothing_else(
     assert accepted == len(good_ids)
     records = _read_topic(bridge.settings, bridge.topic, len(good_ids))
     codec = default_codec()
-    batches = [codec.decode_record(m.value())[1] for m in records]
-    decoded = [s.to_avro() for b in batches for s in samples_of_record(b)]
+    blocks = [decode_block(codec, m.value() or b"") for m in records]
+    decoded = [s.to_avro() for b in blocks for s in b.samples()]
     (epoch,) = {r["pseudonym_epoch"] for r in decoded}
     pseudonyms = EpochPseudonyms(KeyringFile(bridge.keyring).key(epoch))
     stored = Counter(r["event_id"] for r in decoded)
@@ -260,9 +260,9 @@ def test_a_mixed_run_puts_every_well_formed_sample_in_kafka_and_nothing_else(
     assert {r["country"] for r in decoded} == {"SE"}
     # A record per request and partition, keyed so that it lands where each of its
     # sessions hashes to: the bridge's partitioner agrees with librdkafka's.
-    for message, batch in zip(records, batches, strict=True):
-        assert message.key() == batch["partition_key"].encode()
-        wheres = {partition_of(s["session_ref"].encode(), 6) for s in batch["samples"]}
+    for message, block in zip(records, blocks, strict=True):
+        assert message.key() == block.partition_key.encode()
+        wheres = {partition_of(c[0].encode(), 6) for c in block.contexts}
         assert wheres == {message.partition()}
     assert len(records) < len(decoded)
     raw = b"".join((m.key() or b"") + (m.value() or b"") for m in records)
@@ -337,7 +337,7 @@ def test_with_two_worker_processes_every_sample_is_stored_under_one_epoch_key(
     decoded = [
         s.to_avro()
         for m in records
-        for s in samples_of_record(default_codec().decode_record(m.value())[1])
+        for s in decode_block(default_codec(), m.value() or b"").samples()
     ]
     assert len(decoded) == 20
     # One epoch key for both workers: one viewer, one pseudonym.

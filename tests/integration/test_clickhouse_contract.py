@@ -23,7 +23,7 @@ from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.tables import DEFAULT_ROUTES, INGEST_HEALTH_BEATS, QOE_TELEMETRY_SAMPLES
 from sinks.errors import ClickHouseQueryError
 from streams.events import IngestHealth, IngestRole, IngestStatus, QoETelemetrySample
-from streams.telemetry import batches_of
+from streams.telemetry import blocks_of
 
 DAY_MS = 86_400_000
 
@@ -141,7 +141,7 @@ class ClickHouseContract:
         requests = [[sample(5 * r + n, now + r) for n in range(5)] for r in range(10)]
         offset = 0
         for request in requests:
-            for batch in batches_of(request, 3):
+            for batch in blocks_of(request, 3):
                 sink.add(batch, "qoe.telemetry", offset % 3, offset)
                 offset += 1
         for n in range(50):

@@ -35,7 +35,7 @@ from streams.events import QoEAggregate, QoETelemetrySample, SubscriberEntitleme
 from streams.meta import new_event_id, now_ms
 from streams.producer import EventProducer
 from streams.topics import admin_client, apply_topics
-from tests.fixtures.qoe import batches, send_samples, telemetry
+from tests.fixtures.qoe import blocks, send_samples, telemetry
 
 RAW_IP = "198.51.100.23"
 
@@ -133,7 +133,7 @@ def test_clean_analytics_data_passes(
     report = scan(settings, backend, topics=[topic])
 
     assert report.clean, [f.describe() for f in report.findings]
-    assert report.records == {topic: len(batches(samples))}
+    assert report.records == {topic: len(blocks(samples))}
     # Every table with rows was looked at, the rollups the views fed included.
     assert report.tables["qoe_telemetry_samples"] == len(samples)
     assert report.tables["qoe_session_days"] > 0
@@ -198,7 +198,7 @@ def test_a_planted_raw_viewer_id_fails_the_scan(
         # batch (it shares a session, so a partition and a batch, with the first).
         clean = clean_samples()
         leaky = replace(clean[0], viewer_pseudonym=raw_id, event_id=new_event_id())
-        assert any(len(b.samples) > 1 for b in batches([*clean, leaky]))
+        assert any(b.sample_count > 1 for b in blocks([*clean, leaky]))
         fill(settings, backend, topic, [*clean, leaky], [])
         backend.execute(f"TRUNCATE TABLE `{backend.database}`.qoe_telemetry_samples")
         backend.execute(f"TRUNCATE TABLE `{backend.database}`.qoe_session_days")

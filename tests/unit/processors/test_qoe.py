@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from typing import Any
@@ -12,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.distinct import hash64
 from processors.qoe import (
     ANY,
+    GroupStats,
     Partial,
     RegionWindows,
     WindowRules,
@@ -24,12 +27,12 @@ from processors.qoe import (
     event_time,
     fold_partial,
     partials_of,
-    partials_of_batches,
+    partials_of_blocks,
     percentile,
     significant,
 )
 from streams.events import QoEAggregate, QoETelemetrySample
-from streams.telemetry import batches_of
+from streams.telemetry import SampleBlock, blocks_of
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 10_000
 RULES = WindowRules(window_ms=10_000, lateness_ms=5_000, k=3)
@@ -47,7 +50,7 @@ def sample(
     **fields: Any,
 ) -> QoETelemetrySample:
     values: dict[str, Any] = {
-        "event_id": f"e-{n}",
+        "event_id": str(uuid.UUID(int=n)),
         "occurred_at": at,
         "region": "eu-west",
         "session_ref": session or f"s-{n}",
@@ -254,7 +257,7 @@ def test_rules_refuse_a_floor_where_counts_are_estimates() -> None:
 
 samples_strategy = st.lists(
     st.builds(
-        lambda n, offset, delay, viewer, cdn, content, play, rebuf: sample(
+        lambda n, offset, delay, viewer, cdn, content, play, rebuf, startup, error, bitrate: sample(
             n,
             T0 + offset + delay,
             sampled_at=T0 + offset,
@@ -264,6 +267,10 @@ samples_strategy = st.lists(
             content=content,
             play_ms=play,
             rebuffer_ms=rebuf,
+            startup_ms=startup,
+            error_code=error,
+            exited_before_start=startup is None and n % 5 == 0,
+            bitrate_kbps=bitrate,
         ),
         st.integers(0, 10**6),
         st.integers(0, 60_000),
@@ -273,6 +280,9 @@ samples_strategy = st.lists(
         st.sampled_from(["live-1", "live-2", "vod-3"]),
         st.integers(0, 10_000),
         st.integers(0, 3_000),
+        st.none() | st.integers(0, 600_000),
+        st.none() | st.sampled_from(["E1", "E2"]),
+        st.sampled_from([300, 1_234, 3_000, 12_345_678]),
     ),
     max_size=300,
 )
@@ -342,20 +352,44 @@ def test_anonymity_plan_with_no_groups_publishes_nothing() -> None:
     assert plan.published == () and plan.suppressed_samples == 0
 
 
+def _one_by_one(samples: list[QoETelemetrySample], rules: WindowRules) -> list[Partial]:
+    """The definition, a sample at a time: what the columnar fold must agree with."""
+    groups: dict[tuple[int, str, str, str], GroupStats] = {}
+    for s in samples:
+        window = rules.window_of(event_time(s))
+        group = groups.setdefault((window, s.serving_region, s.cdn, s.content_id), GroupStats())
+        group.add(
+            s.play_ms, s.rebuffer_ms, s.rebuffer_count, s.error_code is not None,
+            significant(s.bitrate_kbps), -1 if s.startup_ms is None else s.startup_ms,
+            s.exited_before_start, hash64(s.viewer_pseudonym), hash64(s.session_ref),
+        )  # fmt: skip
+    watermark = max((s.occurred_at for s in samples), default=0)
+    return [Partial(*key, stats, watermark) for key, stats in groups.items()]
+
+
 @settings(max_examples=100)
 @given(samples_strategy, st.integers(1, 6))
-def test_batch_records_fold_into_the_partials_of_their_samples(
+def test_blocks_fold_into_the_partials_of_their_samples_one_by_one(
     samples: list[QoETelemetrySample], partitions: int
 ) -> None:
     rules = WindowRules(window_ms=10_000, lateness_ms=5_000, k=3)
-    records = [b.to_avro() for b in batches_of(samples, partitions)]
+    blocks = [SampleBlock.from_record(b.to_avro()) for b in blocks_of(samples, partitions)]
 
-    from_batches = partials_of_batches(records, rules)
-    from_samples = partials_of(samples, rules)
+    from_blocks = partials_of_blocks(blocks, rules)
+    one_by_one = _one_by_one(samples, rules)
 
     def key(p: Partial) -> tuple[int, str, str, str]:
         return (p.window_start, p.serving_region, p.cdn, p.content_id)
 
-    assert [p.to_json() for p in sorted(from_batches, key=key)] == [
-        p.to_json() for p in sorted(from_samples, key=key)
-    ]
+    def canonical(partials: list[Partial]) -> list[dict[str, Any]]:
+        # Histograms are pairs in first-seen order; the order carries no meaning.
+        out = []
+        for p in sorted(partials, key=key):
+            data = p.to_json()
+            data["st"] = {**data["st"], "br": sorted(data["st"]["br"])}
+            data["st"]["start"] = sorted(data["st"]["start"])
+            out.append(data)
+        return out
+
+    assert canonical(from_blocks) == canonical(one_by_one)
+    assert canonical(partials_of(samples, rules)) == canonical(one_by_one)

@@ -18,7 +18,7 @@ from sinks.clickhouse.tables import (
 )
 from sinks.errors import RecordRejected
 from streams.events import IngestHealth, IngestRole, IngestStatus, QoETelemetrySample
-from streams.telemetry import batch_of
+from streams.telemetry import SHARED_FIELDS, block_of
 
 SAMPLE: dict[str, Any] = {
     "event_id": "0b7e1c1e-0000-4000-8000-000000000001",
@@ -71,18 +71,40 @@ def test_a_mapping_and_the_event_dataclass_give_the_same_row() -> None:
     assert QOE_TELEMETRY_SAMPLES.row(event) == QOE_TELEMETRY_SAMPLES.row(as_dict)
 
 
-def test_a_telemetry_batch_gives_a_row_per_sample_as_event_or_mapping() -> None:
+def test_a_telemetry_block_gives_a_row_per_sample_as_event_or_mapping() -> None:
     samples = [
-        QoETelemetrySample(**{**SAMPLE, "event_id": f"id-{n}", "bitrate_kbps": 1000 * n})
+        QoETelemetrySample(
+            **{
+                **SAMPLE,
+                "event_id": f"0b7e1c1e-0000-4000-8000-00000000000{n}",
+                "bitrate_kbps": 1000 * n,
+                "startup_ms": None if n % 2 else 700 * n,
+                "error_code": None if n != 2 else "E2",
+                "object_type": "v" if n < 3 else None,
+            }
+        )
         for n in range(1, 4)
     ]
-    batch = batch_of(samples)
+    block = block_of(samples)
     expected = [QOE_TELEMETRY_SAMPLES.row(s) for s in samples]
 
+    assert QOE_TELEMETRY_SAMPLES.rows(block) == expected
+    assert QOE_TELEMETRY_SAMPLES.rows(block.to_avro()) == expected
+    # An older batch record (an array of sample records) and a single sample, too.
+    shared = {name: SAMPLE[name] for name in SHARED_FIELDS}
+    batch = {**shared, "samples": [{
+        k: v for k, v in s.to_avro().items() if k not in shared} for s in samples]}  # fmt: skip
     assert QOE_TELEMETRY_SAMPLES.rows(batch) == expected
-    assert QOE_TELEMETRY_SAMPLES.rows(batch.to_avro()) == expected
-    # A single sample (as the topic carried before batches) is one row.
     assert QOE_TELEMETRY_SAMPLES.rows(samples[0]) == expected[:1]
+
+
+def test_a_block_whose_columns_do_not_add_up_is_rejected_with_its_reason() -> None:
+    record = block_of([QoETelemetrySample(**SAMPLE)]).to_avro()
+    record["play_ms"] = record["play_ms"][:2]
+
+    with pytest.raises(RecordRejected) as refused:
+        QOE_TELEMETRY_SAMPLES.rows(record)
+    assert refused.value.reason == "malformed-block"
     assert INGEST_HEALTH_BEATS.unpack is None
 
 

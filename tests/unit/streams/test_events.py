@@ -39,9 +39,12 @@ def test_every_event_has_identity_time_and_region() -> None:
         assert names == ["event_id", "occurred_at", "region"], cls.SCHEMA_NAME
 
 
-def test_every_event_but_the_single_qoe_sample_has_a_topic() -> None:
-    # A QoETelemetrySample is a batch's sample as analytics see it (and what qoe.telemetry
-    # carried before batches): no topic is written with it any more.
+def test_every_event_but_the_older_qoe_records_has_a_topic() -> None:
+    # A QoETelemetrySample is a block's sample as analytics see it; it and
+    # QoETelemetryBatch are what qoe.telemetry carried before blocks, still readable.
     with_topic = {spec.event_type for spec in CATALOG}
-    assert set(events.EVENT_TYPES.values()) - with_topic == {events.QoETelemetrySample}
+    assert set(events.EVENT_TYPES.values()) - with_topic == {
+        events.QoETelemetrySample,
+        events.QoETelemetryBatch,
+    }
     assert with_topic <= set(events.EVENT_TYPES.values())

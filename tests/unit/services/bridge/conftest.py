@@ -16,7 +16,7 @@ from services.bridge.app import create_bridge_app
 from services.bridge.bridge import TelemetryBridge
 from services.bridge.epochs import InMemoryKeyring
 from services.bridge.memory import InMemoryRecordLog
-from services.bridge.records import BatchEncoder
+from services.bridge.records import BlockEncoder
 from services.bridge.settings import BridgeSettings
 from streams.catalog import CATALOG
 from streams.codec import default_codec
@@ -93,7 +93,7 @@ def make_bridge(geo_databases: GeoDatabases) -> Iterator[Callable[..., Harness]]
             settings=settings,
             trusted_proxies=(f"{PROXY_IP}/32",),
             keys=keys,
-            encoder=BatchEncoder(codec, PARTITIONS),
+            encoder=BlockEncoder(codec, PARTITIONS),
             log=log,
             geo=geo,
             clock_ms=lambda: clock.wall_ms,

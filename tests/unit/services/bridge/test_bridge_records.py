@@ -1,38 +1,28 @@
-"""The bridge's own Avro writer: byte for byte what fastavro writes, readable by the codec
-and by Apache `avro`; one batch per partition, sessions kept whole and in order."""
+"""The bridge's blocks: one per partition, sessions kept whole and in order, every value
+of every sample where the schema says, readable by the codec and by Apache `avro`."""
 
 from __future__ import annotations
 
 import io
-import json
 import os
-from pathlib import Path
 
 import avro.io
 import avro.schema
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import SCHEMA_DIR
 from services.bridge.epochs import EpochKey
 from services.bridge.pseudonyms import EpochPseudonyms
-from services.bridge.records import (
-    WRITTEN_FIELDS,
-    BatchEncoder,
-    Provenance,
-    SchemaMismatch,
-    encode_long,
-)
+from services.bridge.records import BlockEncoder, Provenance
 from services.bridge.samples import MAX_DURATION_MS, PlayerSample
-from streams.codec import AvroCodec, SchemaStore, default_codec
-from streams.events import QoETelemetryBatch
+from streams.codec import default_codec
 from streams.partitioning import partition_of
-from streams.telemetry import samples_of_record
+from streams.telemetry import SampleBlock, decode_block
 
 CODEC = default_codec()
 PARTITIONS = 6
-ENCODER = BatchEncoder(CODEC, PARTITIONS)
+ENCODER = BlockEncoder(CODEC, PARTITIONS)
 PSEUDONYMS = EpochPseudonyms(EpochKey("2024-05-01", bytes(range(32))))
 
 _names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
@@ -69,24 +59,22 @@ provenances = st.builds(
 
 
 @given(st.lists(samples, min_size=1, max_size=20), provenances)
-def test_records_are_what_the_codec_writes_for_the_same_batch(
+def test_every_sample_lands_once_with_every_value_in_its_sessions_block(
     batch: list[PlayerSample], provenance: Provenance
 ) -> None:
-    records = ENCODER.encode_batch(batch, provenance, PSEUDONYMS, os.urandom(16 * len(batch)))
+    records = ENCODER.encode_blocks(batch, provenance, PSEUDONYMS, os.urandom(16 * len(batch)))
 
     written = []
     partitions = []
     for key, value in records:
-        _, record = CODEC.decode_record(value)
-        assert CODEC.encode(QoETelemetryBatch.from_avro(record)) == value
-        assert key == record["partition_key"].encode()
+        block = decode_block(CODEC, value)
+        assert key == block.partition_key.encode()
         where = partition_of(key, PARTITIONS)
-        assert {partition_of(s["session_ref"].encode(), PARTITIONS) for s in record["samples"]} == {
-            where
-        }
+        assert {partition_of(c[0].encode(), PARTITIONS) for c in block.contexts} == {where}
+        assert len(set(block.contexts)) == len(block.contexts)  # each stored once
         partitions.append(where)
-        written += samples_of_record(record)
-    assert len(set(partitions)) == len(records)  # one batch per partition
+        written += block.samples()
+    assert len(set(partitions)) == len(records)  # one block per partition
     # Every sample once; within a session (one partition) in the request's order.
     for sample in batch:
         ref = PSEUDONYMS.session(sample.session)
@@ -118,12 +106,12 @@ def test_records_are_what_the_codec_writes_for_the_same_batch(
         )  # fmt: skip
 
 
-def test_apache_avro_reads_a_batch() -> None:
-    """Apache's own implementation agrees on the fingerprint and decodes the array."""
-    schema = avro.schema.parse((SCHEMA_DIR / "QoETelemetryBatch.avsc").read_text())
+def test_apache_avro_reads_a_block() -> None:
+    """Apache's own implementation agrees on the fingerprint and decodes the columns."""
+    schema = avro.schema.parse((SCHEMA_DIR / "QoETelemetryBlock.avsc").read_text())
     sample = PlayerSample("n", "v", "s", "c", "cdn", None, 7, 4500, 1, 2, 3, 4, 900, False, "E1")
-    ((_, value),) = ENCODER.encode_batch(
-        [sample, sample._replace(sample_id="m")],
+    ((_, value),) = ENCODER.encode_blocks(
+        [sample, sample._replace(sample_id="m", startup_ms=None)],
         Provenance("eu", 5, "SE", None),
         PSEUDONYMS,
         os.urandom(12),
@@ -132,56 +120,36 @@ def test_apache_avro_reads_a_batch() -> None:
     assert value[2:10] == bytes(schema.fingerprint("CRC-64-AVRO"))
     record = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(value[10:])))
     assert (record["region"], record["occurred_at"], record["country"]) == ("eu", 5, "SE")
-    assert [s["bitrate_kbps"] for s in record["samples"]] == [4500, 4500]
-    assert record["samples"][0]["startup_ms"] == 900 and record["samples"][1]["error_code"] == "E1"
+    block = SampleBlock.from_record(record)
+    assert list(block.bitrate_kbps) == [4500, 4500]
+    assert list(block.startup_ms) == [900, -1]
+    assert block.error_codes == ("E1",) and list(block.error_code) == [0, 0]
+    assert [c[2:] for c in block.contexts] == [("c", "cdn", "eu")]
 
 
-def test_sessions_spread_over_partitions_one_batch_each() -> None:
+def test_sessions_spread_over_partitions_one_block_each() -> None:
     base = PlayerSample(None, "v", "s", "c", "cdn", None, 1, 0, 0, 0, 0, 0, None, False, None)
     batch = [base._replace(session=f"session-{n % 40}") for n in range(400)]
-    records = ENCODER.encode_batch(batch, Provenance("r", 1, None, None), PSEUDONYMS, bytes(12))
+    records = ENCODER.encode_blocks(batch, Provenance("r", 1, None, None), PSEUDONYMS, bytes(12))
 
     assert len(records) == PARTITIONS
-    decoded = [CODEC.decode_record(value)[1] for _, value in records]
-    assert sum(len(r["samples"]) for r in decoded) == 400
-    assert len({r["event_id"] for r in decoded}) == PARTITIONS
-
-
-@given(st.integers(-(2**63), 2**63 - 1))
-def test_longs_are_zigzag_varints(value: int) -> None:
-    import io
-
-    import fastavro
-
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, "long", value)
-    assert encode_long(value) == out.getvalue()
+    decoded = [decode_block(CODEC, value) for _, value in records]
+    assert sum(len(b) for b in decoded) == 400
+    assert sum(len(b.contexts) for b in decoded) == 40  # a session's context once
+    assert len({b.event_id for b in decoded}) == PARTITIONS
 
 
 def test_event_ids_are_unique_uuids_unless_the_player_named_the_sample() -> None:
     base = PlayerSample(None, "v", "s", "c", "cdn", None, 1, 0, 0, 0, 0, 0, None, False, None)
     named = base._replace(sample_id="n-1")
-    records = ENCODER.encode_batch(
+    records = ENCODER.encode_blocks(
         [base, base, named, named], Provenance("r", 1, None, None), PSEUDONYMS, os.urandom(64)
     )
     ids = [
-        sample["event_id"]
-        for _, value in records
-        for sample in CODEC.decode_record(value)[1]["samples"]
+        sample.event_id for _, value in records for sample in decode_block(CODEC, value).samples()
     ]
 
     assert len(set(ids[:3])) == 3 and ids[2] == ids[3]
+    assert ids[2] == PSEUDONYMS.sample_event_id("s", "n-1")
     assert {i[14] for i in ids} == {"8"}  # version 8: not all bits are random
-
-
-def test_the_encoder_refuses_a_schema_it_does_not_write(tmp_path: Path) -> None:
-    schema = json.loads((SCHEMA_DIR / "QoETelemetryBatch.avsc").read_text())
-    samples = schema["fields"][-1]["type"]["items"]
-    samples["fields"].append({"name": "extra", "type": ["null", "int"], "default": None})
-    (tmp_path / "QoETelemetryBatch.avsc").write_text(json.dumps(schema))
-    codec = AvroCodec(SchemaStore.from_directory(tmp_path), {})
-
-    with pytest.raises(SchemaMismatch, match=r"update services/bridge/records\.py"):
-        BatchEncoder(codec, PARTITIONS)
-    assert len(WRITTEN_FIELDS) == len(schema["fields"])
-    BatchEncoder(default_codec(), PARTITIONS)  # the real schema is accepted
+    assert {i[19] for i in ids} <= set("89ab")  # the RFC 9562 variant
