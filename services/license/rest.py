@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
 
 from services.access.client_ip import client_ip, trusted_networks
 from services.http import EdgeMetrics, create_edge_app, error_body
@@ -127,6 +128,10 @@ class LicenseRoutes:
         self._service = service
         self._proxies = tuple(trusted_proxies)
         trusted_networks(self._proxies)  # a bad CIDR fails here, at start, not per viewer
+        # The labelled series each answer touches, looked up once (`labels()` takes a lock
+        # and builds its key on every call).
+        self._answered: dict[tuple[str, int], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -167,9 +172,23 @@ class LicenseRoutes:
                     )
                 )
         await _respond(send, status, body, content_type, extra)
-        metrics = self.metrics
-        metrics.requests.labels(metrics.service, route, str(status)).inc()
-        metrics.latency.labels(metrics.service, route).observe(time.perf_counter() - started)
+        self._count(route, status).inc()
+        self._latency(route).observe(time.perf_counter() - started)
+
+    def _count(self, route: str, status: int) -> Counter:
+        counter = self._answered.get((route, status))
+        if counter is None:
+            metrics = self.metrics
+            counter = metrics.requests.labels(metrics.service, route, str(status))
+            self._answered[route, status] = counter
+        return counter
+
+    def _latency(self, route: str) -> Histogram:
+        histogram = self._timed.get(route)
+        if histogram is None:
+            metrics = self.metrics
+            histogram = self._timed[route] = metrics.latency.labels(metrics.service, route)
+        return histogram
 
     def _request(
         self, incoming: _Incoming, edge: Edge, token: str | None, content_id: str | None

@@ -31,8 +31,12 @@ What is confirmed before the keys leave, and why:
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -138,12 +142,84 @@ class Grant:
         try:
             # asyncio.timeout, not wait_for: no extra task per license.
             async with asyncio.timeout(timeout):
-                await asyncio.wrap_future(self.stored)
+                await _arrivals(asyncio.get_running_loop()).watch(self.stored)
         except TimeoutError as exc:
             raise _not_stored(f"not acknowledged within {timeout:g} s") from exc
         except DeliveryFailed as exc:
             raise _not_stored(str(exc)) from exc
         return self._released()
+
+
+class _Arrivals:
+    """Confirmations of stored records, handed to one event loop in batches.
+
+    Kafka's confirmations complete their futures on the producer's callback thread.
+    `asyncio.wrap_future` wakes the loop once per future (a write to its self-pipe, and
+    an extra turn of the loop each); here every confirmation that comes while a wake-up
+    is pending rides on it, so a busy loop is woken once for all of them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._arrived: list[tuple[asyncio.Future[None], Future[None]]] = []
+
+    def watch(self, stored: Future[None]) -> asyncio.Future[None]:
+        """A future of this loop that completes as `stored` does."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        stored.add_done_callback(functools.partial(self._arrive, waiter))
+        return waiter
+
+    def _arrive(self, waiter: asyncio.Future[None], stored: Future[None]) -> None:
+        with self._lock:
+            self._arrived.append((waiter, stored))
+            first = len(self._arrived) == 1
+        if first and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            arrived, self._arrived = self._arrived, []
+        for waiter, stored in arrived:
+            if waiter.done():  # its request timed out meanwhile
+                continue
+            failure = stored.exception()
+            if failure is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(failure)
+
+
+_LOOP_ARRIVALS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Arrivals] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _arrivals(loop: asyncio.AbstractEventLoop) -> _Arrivals:
+    arrivals = _LOOP_ARRIVALS.get(loop)
+    if arrivals is None:
+        arrivals = _LOOP_ARRIVALS[loop] = _Arrivals(loop)
+    return arrivals
+
+
+class _RandomIds:
+    """Random (version 4) UUIDs as text, from one `os.urandom` call per `batch` of them
+    (`uuid.uuid4` makes a system call for each, and a license takes three). Thread-safe:
+    gRPC handler threads and the event loop share one service."""
+
+    def __init__(self, batch: int = 256) -> None:
+        self._batch = batch
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._pool):
+                self._pool, self._at = os.urandom(16 * self._batch), 0
+            raw = self._pool[self._at : self._at + 16]
+            self._at += 16
+        return str(uuid.UUID(bytes=raw, version=4))
 
 
 def _not_stored(why: str) -> LicenseError:
@@ -179,12 +255,19 @@ class LicenseMetrics:
             registry=None,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        self._series: dict[tuple[str, LicenseDecision, str], Counter] = {}
 
     def collectors(self) -> tuple[Collector, ...]:
         return (self.decisions, self.decision_seconds, self.store_seconds)
 
     def decided(self, protocol: str, decision: LicenseDecision, reason: str) -> None:
-        self.decisions.labels(protocol, decision.value, reason).inc()
+        # The series of each (protocol, decision, reason) looked up once: `labels()` takes
+        # a lock and builds its key on every call. Reasons are the service's own codes.
+        series = self._series.get((protocol, decision, reason))
+        if series is None:
+            series = self.decisions.labels(protocol, decision.value, reason)
+            self._series[protocol, decision, reason] = series
+        series.inc()
 
 
 class LicenseService:
@@ -219,6 +302,7 @@ class LicenseService:
         self._timer = timer
         self.metrics = metrics or LicenseMetrics()
         self._places: dict[str, GeoFacts] = {}
+        self._new_id = _RandomIds()
 
     def ready(self) -> bool:
         return self._ready() and self._revocations.ready()
@@ -425,7 +509,7 @@ class LicenseService:
         self._events.signal(
             TOKENS_USED_TOPIC,
             TokenUsed(
-                event_id=str(uuid.uuid4()),
+                event_id=self._new_id(),
                 occurred_at=round(self._clock() * 1000),
                 region=self._region,
                 token_id=claims.token_id,
@@ -455,10 +539,10 @@ class LicenseService:
         # latency_us: from the start of the checks to the decision; the wait for the
         # record itself cannot be in the record (bench measures the whole answer).
         return LicenseIssued(
-            event_id=str(uuid.uuid4()),
+            event_id=self._new_id(),
             occurred_at=round(self._clock() * 1000),
             region=self._region,
-            license_id=str(uuid.uuid4()),
+            license_id=self._new_id(),
             viewer_ref=claims.viewer_ref,
             session_id=claims.session_id,
             content_id=content_id,
