@@ -1,10 +1,12 @@
 """The bridge as a process: keyring, geo databases and the producer wired up, then served.
 
 One process holds one GIL: it parses, validates, pseudonymises and encodes on about one
-core. `workers > 1` forks that many serving processes on one listening socket (the
-kernel hands each connection to one of them), each with its own producer; the token
-buckets are split between them. Forking happens before any thread or connection
-exists, which is what makes it safe.
+core. `workers > 1` forks that many serving processes, each with its own producer and
+its own listening socket on the same port (SO_REUSEPORT): the kernel spreads new
+connections over the sockets by address hash. (One shared socket let whichever process
+woke first accept a whole burst of connections: a bench's 8 keep-alive connections all
+landed in one process, the other idle.) The token buckets are split between them.
+Forking happens before any thread or connection exists, which is what makes it safe.
 """
 
 from __future__ import annotations
@@ -101,19 +103,26 @@ def run_bridge_service(
             "rate_limit_burst": bridge_config.rate_limit_burst / workers,
         }
     )
-    listener = socket.create_server((host, port), backlog=2048)
+    # Every socket is bound before any worker starts, so a port in use fails here.
+    listeners = [
+        socket.create_server((host, port), backlog=2048, reuse_port=True) for _ in range(workers)
+    ]
     children = []
-    for _ in range(workers):
+    for mine in listeners:
         pid = os.fork()
         if pid == 0:  # the worker: serve until stopped, never return into the parent's loop
             try:
-                _serve(settings, shared, fd=listener.fileno())
+                for other in listeners:
+                    if other is not mine:
+                        other.close()
+                _serve(settings, shared, fd=mine.fileno())
             except BaseException:
                 traceback.print_exc()
                 os._exit(1)
             os._exit(0)
         children.append(pid)
-    listener.close()
+    for listener in listeners:
+        listener.close()
     _wait_for(children)
 
 
