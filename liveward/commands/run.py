@@ -36,6 +36,8 @@ class RunState:
     decisions: deque[str] = field(default_factory=lambda: deque(maxlen=4))
     # region → when the control plane decided to move players away from it (each time)
     failover_away: dict[str, list[float]] = field(default_factory=dict)
+    # region → when the control plane moved players back to it ("recovered" decisions)
+    failed_back: dict[str, list[float]] = field(default_factory=dict)
     rotations: int = 0
     period: tuple[int, str, int] | None = None  # number, epoch, end ms
     licenses_granted: int = 0
@@ -286,8 +288,12 @@ class _Watcher(threading.Thread):
                 state.decisions.appendleft(
                     f"{clock} {event.from_pathway} → {event.to_pathway} ({event.reason})"
                 )
-                region = event.from_pathway.split(".")[0]
-                state.failover_away.setdefault(region, []).append(event.decided_at / 1000)
+                if event.reason == "recovered":
+                    back = event.to_pathway.split(".")[0]
+                    state.failed_back.setdefault(back, []).append(event.decided_at / 1000)
+                else:
+                    region = event.from_pathway.split(".")[0]
+                    state.failover_away.setdefault(region, []).append(event.decided_at / 1000)
             elif isinstance(event, ev.KeyRotated):
                 state.rotations += 1
                 state.period = (event.period, event.epoch_id, event.period_end)
@@ -507,6 +513,25 @@ def _render(
     return Panel(Group(paths, facts), title=f"liveward run — {title}")
 
 
+def _failed_over(state: RunState, region: str, killed_at: float) -> tuple[bool, str]:
+    """Whether the control plane had players away from the killed region, and the figure.
+
+    The first failover decision after the kill is the reaction to it. Without one the
+    region may already have been failed over before the kill (an encoder's start-up blip
+    reports the source failing) and not yet failed back: that state is right too, and
+    the figure says so.
+    """
+    away = state.failover_away.get(region, [])
+    after = [t for t in away if t >= killed_at - 1]
+    if after:
+        return True, f"{min(after) - killed_at:.1f} s after the kill"
+    before = max((t for t in away if t < killed_at - 1), default=None)
+    back = max((t for t in state.failed_back.get(region, []) if t < killed_at), default=None)
+    if before is not None and (back is None or back < before):
+        return True, f"already, {killed_at - before:.0f} s before the kill, and not failed back"
+    return False, "-"
+
+
 def _summary(
     console: Console,
     settings: Settings,
@@ -540,17 +565,8 @@ def _summary(
                     "never" if moved is None else f"{moved:.1f} s",
                 )
             )
-            # The first decision after the kill (a start-up blip may have moved players
-            # away earlier and back).
-            decided = min(
-                (t for t in state.failover_away.get(region, []) if t >= at - 1), default=None
-            )
             checks.append(
-                (
-                    f"the control plane failed {region} over",
-                    decided is not None,
-                    "-" if decided is None else f"{decided - at:.1f} s after the kill",
-                )
+                (f"the control plane failed {region} over", *_failed_over(state, region, at))
             )
     else:
         checks.append(("players ran", False, "the fleet did not finish"))
