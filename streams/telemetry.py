@@ -226,111 +226,83 @@ def _optional(value: int) -> int | None:
     return None if value == NONE else value
 
 
-class BlockColumns:
-    """The columns of one block being filled, a list per column: append to them (the
-    bridge's loop does, directly), then `block()` packs them into a `QoETelemetryBlock`."""
-
-    __slots__ = (
-        "bitrate_kbps", "buffer_ms", "context", "contexts", "error_code", "error_codes",
-        "event_ids", "exited_before_start", "object_type", "object_types", "play_ms",
-        "rebuffer_count", "rebuffer_ms", "sampled_at", "startup_ms", "throughput_kbps",
-        "top_bitrate_kbps",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.contexts: dict[Context, int] = {}
-        self.error_codes: dict[str, int] = {}
-        self.object_types: dict[str, int] = {}
-        self.event_ids: list[bytes] = []
-        self.exited_before_start = bytearray()
-        self.context: list[int] = []
-        self.sampled_at: list[int] = []
-        self.bitrate_kbps: list[int] = []
-        self.buffer_ms: list[int] = []
-        self.play_ms: list[int] = []
-        self.rebuffer_count: list[int] = []
-        self.rebuffer_ms: list[int] = []
-        self.startup_ms: list[int] = []
-        self.error_code: list[int] = []
-        self.object_type: list[int] = []
-        self.throughput_kbps: list[int] = []
-        self.top_bitrate_kbps: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.context)
-
-    def add(self, sample: QoETelemetrySample) -> None:
-        """One sample, the slow and simple way (tests, benches, older records)."""
-        context = (
-            sample.session_ref, sample.viewer_pseudonym, sample.content_id, sample.cdn,
-            sample.serving_region,
-        )  # fmt: skip
-        self.context.append(self.contexts.setdefault(context, len(self.contexts)))
-        self.event_ids.append(uuid_bytes(sample.event_id))
-        self.sampled_at.append(sample.sampled_at)
-        self.bitrate_kbps.append(sample.bitrate_kbps)
-        self.buffer_ms.append(sample.buffer_ms)
-        self.play_ms.append(sample.play_ms)
-        self.rebuffer_count.append(sample.rebuffer_count)
-        self.rebuffer_ms.append(sample.rebuffer_ms)
-        self.startup_ms.append(_or_none(sample.startup_ms))
-        self.exited_before_start.append(1 if sample.exited_before_start else 0)
-        self.error_code.append(_index(self.error_codes, sample.error_code))
-        self.object_type.append(_index(self.object_types, sample.object_type))
-        self.throughput_kbps.append(_or_none(sample.throughput_kbps))
-        self.top_bitrate_kbps.append(_or_none(sample.top_bitrate_kbps))
-
-    def block(
-        self,
-        *,
-        event_id: str,
-        occurred_at: int,
-        region: str,
-        partition_key: str,
-        pseudonym_epoch: str,
-        country: str,
-        subdivision: str,
-    ) -> QoETelemetryBlock:
-        return QoETelemetryBlock(
-            event_id=event_id,
-            occurred_at=occurred_at,
-            region=region,
-            partition_key=partition_key,
-            pseudonym_epoch=pseudonym_epoch,
-            country=country,
-            subdivision=subdivision,
-            sample_count=len(self.context),
-            contexts=tuple(
-                QoEBlockContext(**dict(zip(CONTEXT_FIELDS, context, strict=True)))
-                for context in self.contexts
-            ),
-            context=pack_int32(self.context),
-            event_ids=b"".join(self.event_ids),
-            sampled_at=pack_int64(self.sampled_at),
-            bitrate_kbps=pack_int32(self.bitrate_kbps),
-            buffer_ms=pack_int32(self.buffer_ms),
-            play_ms=pack_int32(self.play_ms),
-            rebuffer_count=pack_int32(self.rebuffer_count),
-            rebuffer_ms=pack_int32(self.rebuffer_ms),
-            startup_ms=pack_int32(self.startup_ms),
-            exited_before_start=bytes(self.exited_before_start),
-            error_codes=tuple(self.error_codes),
-            error_code=pack_int32(self.error_code),
-            object_types=tuple(self.object_types),
-            object_type=pack_int32(self.object_type),
-            throughput_kbps=pack_int32(self.throughput_kbps),
-            top_bitrate_kbps=pack_int32(self.top_bitrate_kbps),
-        )
+def _indexed(values: Sequence[str | None], table: dict[str, int]) -> list[int]:
+    """Each value's index in table (added on first sight), NONE for None."""
+    return [NONE if v is None else table.setdefault(v, len(table)) for v in values]
 
 
-def _or_none(value: int | None) -> int:
-    return NONE if value is None else value
+def _none_as_minus_one(values: Sequence[int | None]) -> Sequence[int]:
+    if None not in values:
+        return values  # type: ignore[return-value]  # no None in it: ints only
+    return [NONE if v is None else v for v in values]
 
 
-def _index(table: dict[str, int], value: str | None) -> int:
-    if value is None:
-        return NONE
-    return table.setdefault(value, len(table))
+def pack_block(
+    *,
+    event_id: str,
+    occurred_at: int,
+    region: str,
+    partition_key: str,
+    pseudonym_epoch: str,
+    country: str,
+    subdivision: str,
+    contexts: Iterable[Context],
+    context: Sequence[int],
+    event_ids: bytes,
+    sampled_at: Sequence[int],
+    bitrate_kbps: Sequence[int],
+    buffer_ms: Sequence[int],
+    play_ms: Sequence[int],
+    rebuffer_count: Sequence[int],
+    rebuffer_ms: Sequence[int],
+    startup_ms: Sequence[int | None],
+    exited_before_start: Sequence[bool],
+    error_code: Sequence[str | None],
+    object_type: Sequence[str | None],
+    throughput_kbps: Sequence[int | None],
+    top_bitrate_kbps: Sequence[int | None],
+) -> QoETelemetryBlock:
+    """A block from its columns, one value per sample each (None where a sample has no
+    value), `contexts` in the order `context` indexes them and `event_ids` 16 bytes a
+    sample. OverflowError for a value that does not fit its column."""
+    error_codes: dict[str, int] = {}
+    object_types: dict[str, int] = {}
+    return QoETelemetryBlock(
+        event_id=event_id,
+        occurred_at=occurred_at,
+        region=region,
+        partition_key=partition_key,
+        pseudonym_epoch=pseudonym_epoch,
+        country=country,
+        subdivision=subdivision,
+        sample_count=len(context),
+        contexts=tuple(
+            QoEBlockContext(
+                session_ref=session,
+                viewer_pseudonym=viewer,
+                content_id=content,
+                cdn=cdn,
+                serving_region=serving,
+            )
+            for session, viewer, content, cdn, serving in contexts
+        ),
+        context=pack_int32(context),
+        event_ids=event_ids,
+        sampled_at=pack_int64(sampled_at),
+        bitrate_kbps=pack_int32(bitrate_kbps),
+        buffer_ms=pack_int32(buffer_ms),
+        play_ms=pack_int32(play_ms),
+        rebuffer_count=pack_int32(rebuffer_count),
+        rebuffer_ms=pack_int32(rebuffer_ms),
+        startup_ms=pack_int32(_none_as_minus_one(startup_ms)),
+        exited_before_start=bytes(exited_before_start),
+        error_code=pack_int32(_indexed(error_code, error_codes)),
+        error_codes=tuple(error_codes),
+        object_type=pack_int32(_indexed(object_type, object_types)),
+        object_types=tuple(object_types),
+        throughput_kbps=pack_int32(_none_as_minus_one(throughput_kbps)),
+        top_bitrate_kbps=pack_int32(_none_as_minus_one(top_bitrate_kbps)),
+    )
 
 
 def block_of(samples: Sequence[QoETelemetrySample]) -> QoETelemetryBlock:
@@ -339,12 +311,41 @@ def block_of(samples: Sequence[QoETelemetrySample]) -> QoETelemetryBlock:
         raise ValueError("a block needs at least one sample")
     first = samples[0]
     shared = {name: getattr(first, name) for name in SHARED_FIELDS}
-    columns = BlockColumns()
     for sample in samples:
         if any(getattr(sample, name) != value for name, value in shared.items()):
             raise ValueError(f"sample {sample.event_id} does not share {SHARED_FIELDS}")
-        columns.add(sample)
-    return columns.block(event_id=new_event_id(), partition_key=first.session_ref, **shared)
+    contexts: dict[Context, int] = {}
+    context = [
+        contexts.setdefault(
+            (s.session_ref, s.viewer_pseudonym, s.content_id, s.cdn, s.serving_region),
+            len(contexts),
+        )
+        for s in samples
+    ]
+    return pack_block(
+        event_id=new_event_id(),
+        partition_key=first.session_ref,
+        contexts=contexts,
+        context=context,
+        event_ids=b"".join(uuid_bytes(s.event_id) for s in samples),
+        occurred_at=first.occurred_at,
+        region=first.region,
+        pseudonym_epoch=first.pseudonym_epoch,
+        country=first.country,
+        subdivision=first.subdivision,
+        sampled_at=[s.sampled_at for s in samples],
+        bitrate_kbps=[s.bitrate_kbps for s in samples],
+        buffer_ms=[s.buffer_ms for s in samples],
+        play_ms=[s.play_ms for s in samples],
+        rebuffer_count=[s.rebuffer_count for s in samples],
+        rebuffer_ms=[s.rebuffer_ms for s in samples],
+        startup_ms=[s.startup_ms for s in samples],
+        exited_before_start=[s.exited_before_start for s in samples],
+        error_code=[s.error_code for s in samples],
+        object_type=[s.object_type for s in samples],
+        throughput_kbps=[s.throughput_kbps for s in samples],
+        top_bitrate_kbps=[s.top_bitrate_kbps for s in samples],
+    )
 
 
 def blocks_of(samples: Iterable[QoETelemetrySample], partitions: int) -> list[QoETelemetryBlock]:

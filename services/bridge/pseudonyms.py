@@ -82,6 +82,13 @@ class EpochPseudonyms:
     def session(self, session_id: str) -> str:
         return self._pseudonym(b"session", session_id)
 
+    def sample_mac(self, session_id: str, sample_id: str) -> bytes:
+        """16 bytes of keyed BLAKE2b of (session, sample id): an event id before
+        `mark_uuid8` sets its version and variant bits."""
+        mac = self._sample_mac.copy()
+        mac.update(session_id.encode() + b"\x00" + sample_id.encode())
+        return mac.digest()
+
     def sample_event_id_bytes(self, session_id: str, sample_id: str) -> bytes:
         """A UUID (version 8, RFC 9562) derived from the player's own sample id, as its
         16 bytes.
@@ -90,16 +97,25 @@ class EpochPseudonyms:
         player that resends a sample after a lost answer gets the same event_id, so the
         sinks' de-duplication on event_id removes the copy (within one epoch).
         """
-        mac = self._sample_mac.copy()
-        mac.update(session_id.encode() + b"\x00" + sample_id.encode())
-        digest = bytearray(mac.digest())
-        digest[6] = (digest[6] & 0x0F) | 0x80
-        digest[8] = (digest[8] & 0x3F) | 0x80
-        return bytes(digest)
+        raw = bytearray(self.sample_mac(session_id, sample_id))
+        mark_uuid8(raw)
+        return bytes(raw)
 
     def sample_event_id(self, session_id: str, sample_id: str) -> str:
         """`sample_event_id_bytes` in the UUID's text form, as sinks store it."""
         return uuid_text(self.sample_event_id_bytes(session_id, sample_id))
+
+
+# Byte maps setting a UUID's version (8) and variant (RFC 9562, 10xx) bits.
+_VERSION_8 = bytes((b & 0x0F) | 0x80 for b in range(256))
+_VARIANT_RFC = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
+def mark_uuid8(ids: bytearray) -> None:
+    """Make every 16 bytes of ids a version-8 UUID, in place: two byte maps over strided
+    slices, whatever the count (setting bits already set changes nothing)."""
+    ids[6::16] = ids[6::16].translate(_VERSION_8)
+    ids[8::16] = ids[8::16].translate(_VARIANT_RFC)
 
 
 def reference_mac(key: bytes, kind: str, subject: str) -> str:
