@@ -9,7 +9,6 @@ unsigned or forged token never learns whether its claims would have passed.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import jwt
+import orjson
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from joserfc import jwe
 from joserfc.errors import JoseError
@@ -295,9 +296,17 @@ class TokenVerifier:
         return claims
 
     def _verified_payload(self, token: str) -> dict[str, Any]:
-        header_segment, _, signature_segment = token.split(".")
+        """The payload of a compact JWS whose Ed25519 signature verifies under its kid.
+
+        Done here rather than by PyJWT's decode, which parsed the header again and cost a
+        cold licence ~150 µs over the signature check itself; what it checked is checked
+        here too: the header is a JSON object naming EdDSA and a known kid and no `crit`
+        extension, the signature is 64 bytes over `header.payload` and verifies, and the
+        payload is a JSON object.
+        """
+        header_segment, payload_segment, signature_segment = token.split(".")
         try:
-            header = json.loads(b64url_decode(header_segment))
+            header = orjson.loads(b64url_decode(header_segment))
         except ValueError as exc:
             raise TokenRejected("token-malformed", "the header is not base64url JSON") from exc
         if not isinstance(header, dict):
@@ -305,6 +314,8 @@ class TokenVerifier:
         alg = header.get("alg")
         if alg != ALGORITHM:
             raise TokenRejected("alg-not-allowed", f"alg {alg!r}; only {ALGORITHM}")
+        if "crit" in header:  # RFC 7515 4.1.11: no extension is understood here
+            raise TokenRejected("token-malformed", "the header names critical extensions")
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise TokenRejected("kid-unknown", "no kid in the header")
@@ -313,31 +324,22 @@ class TokenVerifier:
             if kid in self._retired:
                 raise TokenRejected("kid-retired", f"key {kid} is retired")
             raise TokenRejected("kid-unknown", f"no key {kid}")
-        # Anything but 64 base64url-encoded bytes is a tampered signature (pyjwt would
-        # call a bad encoding a malformed token).
+        # Anything but 64 base64url-encoded bytes is a tampered signature.
         try:
-            signature_ok = len(b64url_decode(signature_segment)) == ED25519_SIGNATURE_BYTES
+            signature = b64url_decode(signature_segment)
         except ValueError:
-            signature_ok = False
-        if not signature_ok:
+            signature = b""
+        if len(signature) != ED25519_SIGNATURE_BYTES:
             raise TokenRejected("signature-invalid", "the signature is not an Ed25519 signature")
         try:
-            # Time and audience checks are ours (check_claims): the clock is an argument.
-            payload: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                options={
-                    "verify_signature": True,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                },
-            )
-        except jwt.InvalidSignatureError as exc:
+            key.verify(signature, f"{header_segment}.{payload_segment}".encode())
+        except InvalidSignature as exc:
             raise TokenRejected("signature-invalid", "the signature does not verify") from exc
-        except jwt.PyJWTError as exc:
-            raise TokenRejected("token-malformed", str(exc)) from exc
+        # Time and audience checks are ours (check_claims): the clock is an argument.
+        try:
+            payload = orjson.loads(b64url_decode(payload_segment))
+        except ValueError as exc:
+            raise TokenRejected("token-malformed", "the payload is not base64url JSON") from exc
+        if not isinstance(payload, dict):
+            raise TokenRejected("token-malformed", "the payload is not a JSON object")
         return payload

@@ -265,6 +265,37 @@ def test_validly_signed_claims_of_the_wrong_shape_are_malformed(ring: Keyring) -
         assert rejection(verifier_for(ring), token) == "token-malformed"
 
 
+def _signed_raw(ring: Keyring, header: Mapping[str, object], payload: bytes) -> str:
+    """A token whose signature verifies, over any header and payload bytes."""
+    key = ring.signing_key(NOW)
+    assert key is not None
+    head = b64(json.dumps({"alg": "EdDSA", "kid": key.kid, **header}).encode()) + "." + b64(payload)
+    return head + "." + b64(key.signer().sign(head.encode()))
+
+
+def test_validly_signed_payloads_that_are_not_json_objects_are_malformed(ring: Keyring) -> None:
+    for payload in (b"[1, 2]", b'"claims"', b"{not json", b"\xff\xfe"):
+        assert rejection(verifier_for(ring), _signed_raw(ring, {}, payload)) == "token-malformed"
+
+
+def test_a_validly_signed_token_with_critical_extensions_is_refused(ring: Keyring) -> None:
+    payload = json.dumps(make_claims().to_payload()).encode()
+    token = _signed_raw(ring, {"crit": ["b64"], "b64": False}, payload)
+
+    assert rejection(verifier_for(ring), token) == "token-malformed"
+    # The same, without crit, verifies: the refusal is for the extension alone.
+    assert verifier_for(ring).verify(_signed_raw(ring, {}, payload), now=NOW) == make_claims()
+
+
+def test_the_signature_covers_the_header_too(ring: Keyring) -> None:
+    header, payload, signature = signed(ring).split(".")
+    other = b64(
+        json.dumps({**json.loads(base64.urlsafe_b64decode(header + "==")), "x": 1}).encode()
+    )
+
+    assert rejection(verifier_for(ring), f"{other}.{payload}.{signature}") == "signature-invalid"
+
+
 def test_encrypted_tokens_fail_as_jwe_invalid(ring: Keyring) -> None:
     token = encrypt_token(signed(ring), JWE_KEY)
     assert rejection(verifier_for(ring), token) == "jwe-invalid", "no key configured"
