@@ -210,6 +210,15 @@ def render_server_properties(kafka: KafkaSettings, node: int, data_dir: Path) ->
     )
 
 
+# From Kafka's bin/kafka-run-class.sh (KAFKA_JVM_PERFORMANCE_OPTS).
+BROKER_GC_FLAGS = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
     """One Kafka node as seen from outside: its PID (None if down) and whether it accepts TCP."""
@@ -289,6 +298,10 @@ class KafkaCluster:
         return [
             java_binary(),
             f"-Xmx{heap}m",
+            f"-Xms{heap}m",
+            # The GC settings Kafka's own start scripts use: short pauses (a request that
+            # waits for the broker's acknowledgement waits through them).
+            *BROKER_GC_FLAGS,
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={BROKER_LOG4J2}",
