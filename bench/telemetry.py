@@ -296,7 +296,7 @@ def run_telemetry_bench(
             base,
             topic,
             records,
-            name=f"raw confluent-kafka producer (the same {len(records):,} batch records, "
+            name=f"raw confluent-kafka producer (the same {len(records):,} block records, "
             "pre-encoded)",
             **PRODUCER_TUNING,
         )

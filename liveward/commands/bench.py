@@ -341,7 +341,7 @@ def aggregation(
         "measurement",
         "samples/s",
         "vs raw consume+decode",
-        title=f"QoE aggregation: {events:,} samples in {result.records:,} batch records, "
+        title=f"QoE aggregation: {events:,} samples in {result.records:,} block records, "
         f"1 broker, 1 Faust worker, load {os.getloadavg()[0]:.1f}",
     )
     table.add_row(
