@@ -5,7 +5,7 @@ geo and a rate-limit key, which is all that goes further (the address stays in t
 process's memory, in a bounded cache); a flooding client is refused before its body is
 parsed; raw viewer and session ids are replaced by epoch pseudonyms before anything
 is encoded; and the answer is given only after Kafka confirmed every record holding an accepted
-sample (a request's samples travel as one batch record per partition).
+sample (a request's samples travel as one block record per partition).
 """
 
 from __future__ import annotations
