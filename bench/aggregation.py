@@ -15,7 +15,9 @@ decodes them (every sample) with the Avro codec, as the worker does, and with a 
 agent that only takes them.
 
 Latency: with the worker and the analytics sink (embedded chdb) running, samples are
-produced at a steady rate with the current time. A window can only close once the
+POSTed to a bridge of the bench's own (`liveward serve bridge`) at a steady rate, stamped
+with the current time, so the figure covers the whole path: HTTP, the bridge, Kafka, the
+two stages of the worker and the sink. A window can only close once the
 watermark has passed its end plus the lateness, so the latency of a window is measured
 from its end to the moment its aggregate row can be read in ClickHouse; minus the
 lateness, that is what the pipeline itself adds.
@@ -36,13 +38,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.telemetry import running_bridge
 from infra.kafka import KafkaCluster
+from infra.live_system import with_demo_geo
 from infra.processes import ManagedProcess, wait_until
 from liveward.settings import AnalyticsSettings, KafkaSettings, Settings, load_settings
 from processors.app import APP_ID
+from services.bridge.settings import BridgeSettings
 from streams.catalog import CATALOG
 from streams.codec import default_codec
 from streams.consumer import consumer_config
@@ -56,6 +62,9 @@ TELEMETRY = "qoe.telemetry"
 PARTIALS = f"{APP_ID}-qoe-partials"
 # The latency run offers its samples as one bridge request this often.
 OFFER_INTERVAL_S = 0.05
+# The latency run's client address, as its bridge sees it (X-Forwarded-For): in Sweden in
+# the demo geo databases.
+BENCH_CLIENT_IP = "89.160.20.112"
 # Samples per simulated bridge request, and sessions among them (the telemetry bench's
 # JSON batches: 500 samples of 100 sessions).
 REQUEST_SAMPLES = 500
@@ -206,24 +215,51 @@ def worker_rate_window(settings: Settings, events: int, timeout: float) -> float
     return last - first
 
 
-def offer_samples(settings: Settings, rate: int, stop_at: float) -> None:
-    """Produce samples stamped with the current time at `rate` per second until stop_at,
-    as one bridge request every `OFFER_INTERVAL_S`."""
+def json_samples(source: SampleSource, count: int, at: int) -> list[dict[str, object]]:
+    """count player samples taken at `at`, as the bridge's JSON API takes them."""
+    items = []
+    for _ in range(count):
+        sample = source.sample(at)
+        items.append(
+            {
+                "viewer": sample.viewer_pseudonym[:24],
+                "session": sample.session_ref,
+                "content": sample.content_id,
+                "cdn": sample.cdn,
+                "serving_region": sample.serving_region,
+                "sampled_at": sample.sampled_at,
+                "bitrate_kbps": sample.bitrate_kbps,
+                "buffer_ms": sample.buffer_ms,
+                "play_ms": sample.play_ms,
+                "rebuffer_count": sample.rebuffer_count,
+                "rebuffer_ms": sample.rebuffer_ms,
+            }
+        )
+    return items
+
+
+def offer_samples(bridge_url: str, rate: int, stop_at: float) -> None:
+    """POST samples stamped with the current time to the bridge at `rate` per second until
+    stop_at, a request every `OFFER_INTERVAL_S`; each must be accepted (202)."""
     source = SampleSource(viewers=400)
-    producer = Producer(producer_config(settings))
     interval = OFFER_INTERVAL_S
     per_request = max(1, round(rate * interval))
     next_at = time.monotonic()
-    while next_at < stop_at:
-        at = now_ms()
-        for key, value in request_records([source.sample(at) for _ in range(per_request)]):
-            producer.produce(TELEMETRY, key=key, value=value)
-        producer.poll(0)
-        next_at += interval
-        delay = next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-    producer.flush(30)
+    with httpx.Client(timeout=10.0) as client:
+        while next_at < stop_at:
+            answer = client.post(
+                f"{bridge_url}/v1/telemetry",
+                json={"samples": json_samples(source, per_request, now_ms())},
+                headers={"X-Forwarded-For": BENCH_CLIENT_IP},
+            )
+            if answer.status_code != 202:
+                raise RuntimeError(
+                    f"the bridge refused samples: {answer.status_code} {answer.text}"
+                )
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
 
 
 @contextmanager
@@ -303,43 +339,61 @@ def _bare_faust_main(events: int) -> None:
 
 
 def measure_latency(
-    settings: Settings, *, rate: int, seconds: float, already: int
+    settings: Settings, *, rate: int, seconds: float, already: int, bridge_port: int
 ) -> tuple[float, ...]:
-    """Per window, ms from its end to its aggregate row being readable in ClickHouse."""
+    """Per window, ms from its end to its aggregate row being readable in ClickHouse, the
+    samples POSTed to a bridge of the bench's own as they are taken."""
     from sinks.analytics import AnalyticsSink
     from sinks.clickhouse.backends import qualified
 
+    # The bench client's address is Swedish (X-Forwarded-For from a trusted 127.0.0.1).
+    geo = with_demo_geo(settings, settings.state_dir / "geo")
+    geo = geo.model_copy(
+        update={"auth": geo.auth.model_copy(update={"trusted_proxies": ("127.0.0.1",)})}
+    )
+    bridge = BridgeSettings(rate_limit_samples_per_s=1e9, rate_limit_burst=1e9, workers=1)
     sink = AnalyticsSink(settings, group_id=f"bench-sink-{uuid.uuid4().hex}")
     sink.start()
+    failures: list[BaseException] = []
     try:
         # Let the sink land what the throughput run left on the topic first.
         wait_until(lambda: sink.row_counts()["qoe_telemetry_samples"] >= already, timeout=120)
-        window = settings.analytics.window_ms
-        lateness = settings.analytics.lateness_ms
-        started = now_ms()
-        first_window = started - started % window + window
-        stop_at = time.monotonic() + seconds
-        producing = threading.Thread(
-            target=offer_samples, args=(settings, rate, stop_at), daemon=True
-        )
-        producing.start()
-        # Windows closed by the samples' own watermark; later ones wait for the idle timer.
-        last_window = started + int(seconds * 1000) - lateness - 2 * window
-        last_window -= last_window % window
-        want = set(range(first_window, last_window + 1, window))
-        seen: dict[int, int] = {}
-        table = qualified(sink.backend, "qoe_aggregates")
-        deadline = time.monotonic() + seconds + 60
-        # Polled while the samples are offered: a row counts from the first time it is seen.
-        while not want <= set(seen) and time.monotonic() < deadline:
-            for (start,) in sink.backend.execute(
-                f"SELECT DISTINCT window_start FROM {table} WHERE window_start >= {first_window}"
-            ):
-                seen.setdefault(int(start), now_ms())
-            time.sleep(0.05)
-        producing.join()
+        with running_bridge(geo, bridge, bridge_port):
+            window = settings.analytics.window_ms
+            lateness = settings.analytics.lateness_ms
+            started = now_ms()
+            first_window = started - started % window + window
+            stop_at = time.monotonic() + seconds
+
+            def offer() -> None:
+                try:
+                    offer_samples(f"http://127.0.0.1:{bridge_port}", rate, stop_at)
+                except BaseException as exc:  # reported after the run, not lost in the thread
+                    failures.append(exc)
+
+            producing = threading.Thread(target=offer, daemon=True)
+            producing.start()
+            # Windows closed by the samples' own watermark; later ones wait for the idle
+            # timer.
+            last_window = started + int(seconds * 1000) - lateness - 2 * window
+            last_window -= last_window % window
+            want = set(range(first_window, last_window + 1, window))
+            seen: dict[int, int] = {}
+            query = (
+                "SELECT DISTINCT window_start FROM "
+                f"{qualified(sink.backend, 'qoe_aggregates')} WHERE window_start >= {first_window}"
+            )
+            deadline = time.monotonic() + seconds + 60
+            # Polled while the samples are offered: a row counts from the first time seen.
+            while not want <= set(seen) and time.monotonic() < deadline and not failures:
+                for (start,) in sink.backend.execute(query):
+                    seen.setdefault(int(start), now_ms())
+                time.sleep(0.05)
+            producing.join()
     finally:
         sink.stop()
+    if failures:
+        raise RuntimeError(f"offering samples to the bridge failed: {failures[0]!r}")
     return tuple(float(seen[w] - (w + window)) for w in sorted(want) if w in seen)
 
 
@@ -376,7 +430,11 @@ def run_aggregation_bench(
         with running_worker(settings):
             worker_seconds = worker_rate_window(settings, events, timeout=600)
             latencies = measure_latency(
-                settings, rate=latency_rate, seconds=latency_seconds, already=events
+                settings,
+                rate=latency_rate,
+                seconds=latency_seconds,
+                already=events,
+                bridge_port=kafka_port + 2,
             )
     finally:
         cluster.stop()

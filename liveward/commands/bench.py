@@ -317,7 +317,7 @@ def aggregation(
     rate: int = typer.Option(2_000, help="Samples/s offered during the latency run."),
     seconds: float = typer.Option(15.0, help="How long the latency run offers samples."),
 ) -> None:
-    """QoE aggregation per Faust worker next to raw consume+decode; produce-to-row latency."""
+    """QoE aggregation per Faust worker next to raw consume+decode; POST-to-row latency."""
     import tempfile
     from pathlib import Path
 
@@ -365,7 +365,7 @@ def aggregation(
         "max",
         "of which lateness",
         title=f"end-to-end at {result.latency_rate:,} samples/s "
-        f"({result.window_ms} ms windows, embedded ClickHouse)",
+        f"({result.window_ms} ms windows, POSTed to a bridge, embedded ClickHouse)",
     )
     latency.add_row(
         str(len(latencies)),
