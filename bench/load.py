@@ -38,6 +38,9 @@ class LoadFigures:
     p999_ms: float
     max_ms: float
     failures: dict[str, int] = field(default_factory=dict)
+    # Open loop: p99 of how late the driver itself sent a request after its scheduled
+    # time (its event loop busy or descheduled): latency the service did not cause.
+    send_lag_p99_ms: float | None = None
 
     @property
     def errors(self) -> int:
@@ -49,7 +52,10 @@ class LoadFigures:
 
 
 def _figures(
-    offered: float | None, results: list[tuple[float, Outcome]], elapsed_s: float
+    offered: float | None,
+    results: list[tuple[float, Outcome]],
+    elapsed_s: float,
+    send_lags: list[float] | None = None,
 ) -> LoadFigures:
     latencies = [latency for latency, _ in results]
     return LoadFigures(
@@ -61,6 +67,7 @@ def _figures(
         p999_ms=percentile(latencies, 0.999),
         max_ms=max(latencies, default=0.0),
         failures=dict(Counter(outcome for _, outcome in results if outcome is not None)),
+        send_lag_p99_ms=None if send_lags is None else percentile(send_lags, 0.99),
     )
 
 
@@ -68,8 +75,10 @@ async def open_loop(send: Send, *, rate_per_s: float, seconds: float) -> LoadFig
     """Offer `rate_per_s` requests a second for `seconds`; latency from each scheduled time."""
     total = round(rate_per_s * seconds)
     start = time.perf_counter() + 0.05
+    send_lags: list[float] = []
 
     async def one(index: int, scheduled: float) -> tuple[float, Outcome]:
+        send_lags.append((time.perf_counter() - scheduled) * 1000)
         try:
             outcome = await send(index)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -84,7 +93,7 @@ async def open_loop(send: Send, *, rate_per_s: float, seconds: float) -> LoadFig
             await asyncio.sleep(pause)
         tasks.append(asyncio.create_task(one(index, scheduled)))
     results = await asyncio.gather(*tasks)
-    return _figures(rate_per_s, list(results), time.perf_counter() - start)
+    return _figures(rate_per_s, list(results), time.perf_counter() - start, send_lags)
 
 
 async def closed_loop(send: Send, *, concurrency: int, seconds: float) -> LoadFigures:

@@ -156,8 +156,14 @@ def license_(
     players: int = typer.Option(500, help="Players in the warm mix (each reuses its token)."),
     concurrency: int = typer.Option(32, help="Clients of the closed-loop (saturation) run."),
     crypto_count: int = typer.Option(5_000, help="Operations per crypto baseline figure."),
+    kafka_port: int = typer.Option(9792, help="The bench's own broker (and port + 1)."),
 ) -> None:
-    """ClearKey license latency at fixed rates and at saturation, next to the crypto alone."""
+    """ClearKey license latency at fixed rates and at saturation, next to the crypto alone.
+
+    On a broker of its own, started fresh in a scratch directory: a development broker
+    carrying gigabytes of earlier runs' licences (segment loading, the log cleaner)
+    measured its own history, not the service.
+    """
     import tempfile
     from pathlib import Path
 
@@ -169,6 +175,14 @@ def license_(
     console = Console(width=180)  # the latency table has many columns
     base = load_settings()
     with tempfile.TemporaryDirectory(prefix="liveward-bench-") as scratch:
+        base = base.model_copy(
+            update={
+                "state_dir": Path(scratch) / "state",
+                "kafka": base.kafka.model_copy(
+                    update={"port": kafka_port, "controller_port": kafka_port + 1}
+                ),
+            }
+        )
         settings = with_demo_geo(base, Path(scratch) / "geo")
         # The bench is the players' proxy: it names each player in X-Forwarded-For.
         settings = settings.model_copy(
@@ -214,6 +228,7 @@ def license_(
         "p99",
         "p999",
         "max",
+        "driver lag p99",
         "answered/s",
         "server p99 ≤: all / checks / Kafka",
         "server CPU/req",
@@ -238,6 +253,7 @@ def license_(
             f"{figures.p99_ms:.1f} ms",
             f"{figures.p999_ms:.1f} ms",
             f"{figures.max_ms:.1f} ms",
+            "-" if figures.send_lag_p99_ms is None else f"{figures.send_lag_p99_ms:.1f} ms",
             f"{figures.answered_per_s:,.0f}",
             " / ".join(
                 "-" if run.server_p99_ms[name] is None else f"{run.server_p99_ms[name]:g}"
@@ -253,6 +269,8 @@ def license_(
     console.print(
         "latency: from each request's scheduled send time (open loop) or its send (closed "
         "loop), at the driver, which shares the two cores with the service and Kafka\n"
+        "driver lag: how late the driver sent a request after its scheduled time (its own "
+        "event loop busy or descheduled), already inside the latency\n"
         "server p99 ≤: bucket bounds of the license process's own histograms: the whole "
         "route / the checks / the wait for Kafka to take the license record\n"
         "vs crypto: the license process's CPU per request over the crypto of a cold license "
