@@ -305,12 +305,7 @@ class TokenVerifier:
         payload is a JSON object.
         """
         header_segment, payload_segment, signature_segment = token.split(".")
-        try:
-            header = orjson.loads(b64url_decode(header_segment))
-        except ValueError as exc:
-            raise TokenRejected("token-malformed", "the header is not base64url JSON") from exc
-        if not isinstance(header, dict):
-            raise TokenRejected("token-malformed", "the header is not a JSON object")
+        header = _json_object(header_segment, "header")
         alg = header.get("alg")
         if alg != ALGORITHM:
             raise TokenRejected("alg-not-allowed", f"alg {alg!r}; only {ALGORITHM}")
@@ -336,10 +331,15 @@ class TokenVerifier:
         except InvalidSignature as exc:
             raise TokenRejected("signature-invalid", "the signature does not verify") from exc
         # Time and audience checks are ours (check_claims): the clock is an argument.
-        try:
-            payload = orjson.loads(b64url_decode(payload_segment))
-        except ValueError as exc:
-            raise TokenRejected("token-malformed", "the payload is not base64url JSON") from exc
-        if not isinstance(payload, dict):
-            raise TokenRejected("token-malformed", "the payload is not a JSON object")
-        return payload
+        return _json_object(payload_segment, "payload")
+
+
+def _json_object(segment: str, part: str) -> dict[str, Any]:
+    """A token segment's base64url JSON object; token-malformed if it is anything else."""
+    try:
+        value = orjson.loads(b64url_decode(segment))
+    except ValueError as exc:
+        raise TokenRejected("token-malformed", f"the {part} is not base64url JSON") from exc
+    if not isinstance(value, dict):
+        raise TokenRejected("token-malformed", f"the {part} is not a JSON object")
+    return value
