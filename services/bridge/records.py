@@ -44,8 +44,7 @@ def request_id_prefix(entropy: bytes) -> bytes:
     """The first 12 bytes of a request's event ids: random, with the version-8 and the
     RFC 9562 variant bits set (the last 4 bytes count)."""
     prefix = bytearray(entropy[:ENTROPY_BYTES])
-    prefix[6] = (prefix[6] & 0x0F) | 0x80
-    prefix[8] = (prefix[8] & 0x3F) | 0x80
+    mark_uuid8(prefix)
     return bytes(prefix)
 
 

@@ -17,7 +17,6 @@ from streams.telemetry import (
     block_of,
     blocks_of,
     decode_block,
-    samples_of,
     telemetry_samples,
 )
 from tests.fixtures.qoe import telemetry
@@ -65,7 +64,7 @@ def test_blocks_hold_every_sample_once_in_order_per_session(
         assert wheres == {partition_of(block.partition_key.encode(), 6)}
         unpacked = decoded.samples()
         assert unpacked == sorted(unpacked, key=samples.index)  # in the order given
-        assert unpacked == samples_of(block)
+        assert unpacked == telemetry_samples(block)
         back += unpacked
     assert sorted(back, key=samples.index) == samples
 
